@@ -1,0 +1,70 @@
+# Single entry point: set-up, demo, tests, lint, provisioning checks.
+# `make help` lists the targets.
+
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+JARS := .cache/jars
+SPARK_CONNECTOR_JARS := spark-sql-kafka-0-10_2.13,spark-token-provider-kafka-0-10_2.13,kafka-clients,commons-pool2
+SOURCE ?= replay
+
+.PHONY: help install venv jars system-deps demo test lint molecule vagrant-test clean
+
+help:
+	@echo "make demo          run the whole pipeline locally (SOURCE=replay|binance), dashboard on :8501"
+	@echo "make test          install everything and run the test suite (what CI runs)"
+	@echo "make lint          ruff, mypy, yamllint, ansible-lint"
+	@echo "make molecule      verify the Ansible roles on local systemd containers"
+	@echo "make vagrant-test  vagrant up/verify/destroy through vagrant-libvirt (slow)"
+
+install: venv jars
+
+venv: $(VENV)/.installed
+
+$(VENV)/.installed: requirements.txt requirements-dev.txt
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(VENV)/bin/pip install --quiet --upgrade pip
+	$(VENV)/bin/pip install --quiet -r requirements-dev.txt
+	touch $@
+
+jars: $(JARS)/kafka/.fetched $(JARS)/spark/.fetched
+
+$(JARS)/kafka/.fetched: app/localkafka/pom.xml
+	rm -rf $(JARS)/kafka
+	mvn --batch-mode --quiet -f app/localkafka/pom.xml dependency:copy-dependencies \
+	    -DincludeScope=runtime -DoutputDirectory=$(CURDIR)/$(JARS)/kafka
+	touch $@
+
+# pyspark ships Spark and its own copies of the compression and logging jars; only the connector
+# and what it adds are put on the job's classpath.
+$(JARS)/spark/.fetched: app/processing/pom.xml
+	rm -rf $(JARS)/spark
+	mvn --batch-mode --quiet -f app/processing/pom.xml dependency:copy-dependencies \
+	    -DincludeScope=runtime -DincludeArtifactIds=$(SPARK_CONNECTOR_JARS) \
+	    -DoutputDirectory=$(CURDIR)/$(JARS)/spark
+	touch $@
+
+system-deps:
+	bash tests/system-deps.sh
+
+demo: install
+	$(PY) -m app.demo --source $(SOURCE)
+
+test: install system-deps
+	$(PY) -m pytest
+
+lint: venv
+	$(VENV)/bin/ruff check app tests
+	$(VENV)/bin/ruff format --check app tests
+	$(VENV)/bin/mypy
+	$(VENV)/bin/yamllint -s ansible inventory
+	cd ansible && ../$(VENV)/bin/ansible-lint --profile production
+
+molecule: install
+	bash tests/ansible/molecule.sh
+
+vagrant-test: install
+	bash tests/vagrant/run.sh
+
+clean:
+	rm -rf .run results

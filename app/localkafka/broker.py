@@ -1,0 +1,230 @@
+"""Run a single-node Apache Kafka 4 broker in KRaft combined mode from Maven Central jars.
+
+Used by `make demo` when Docker is not available and by the test suite. The broker
+listens on 127.0.0.1 only and keeps its log in a directory the caller chooses.
+"""
+
+from __future__ import annotations
+
+import base64
+import logging
+import os
+import socket
+import subprocess
+import time
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+
+log = logging.getLogger(__name__)
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+DEFAULT_JARS_DIR = REPO_ROOT / ".cache" / "jars" / "kafka"
+
+_LOG4J2_YAML = """\
+Configuration:
+  Appenders:
+    Console:
+      name: STDOUT
+      PatternLayout:
+        pattern: "[%d] %p %m (%c)%n"
+  Loggers:
+    Root:
+      level: WARN
+      AppenderRef:
+        - ref: STDOUT
+    Logger:
+      - name: kafka.server.KafkaServer
+        level: INFO
+      - name: kafka.server.BrokerServer
+        level: INFO
+"""
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _port_open(port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.settimeout(0.5)
+        return sock.connect_ex(("127.0.0.1", port)) == 0
+
+
+def _cluster_id() -> str:
+    # Kafka cluster ids are 16 random bytes in URL-safe base64 without padding.
+    return base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+
+
+@dataclass
+class LocalBroker:
+    """A KRaft broker+controller process on loopback.
+
+    The data directory survives `stop()`, so a broker can be stopped and started again on the
+    same ports and log (the restart fault case).
+    """
+
+    data_dir: Path
+    port: int = field(default_factory=free_port)
+    controller_port: int = field(default_factory=free_port)
+    jars_dir: Path = DEFAULT_JARS_DIR
+    heap: str = "512m"
+    process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def bootstrap_servers(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+    @property
+    def _config_path(self) -> Path:
+        return self.data_dir / "server.properties"
+
+    @property
+    def _log_dir(self) -> Path:
+        return self.data_dir / "log"
+
+    def _classpath(self) -> str:
+        if not any(self.jars_dir.glob("kafka_2.13-*.jar")):
+            raise FileNotFoundError(
+                f"no Kafka jars in {self.jars_dir}; run `make jars` to fetch them from Maven Central"
+            )
+        return f"{self.jars_dir}/*"
+
+    def _write_config(self) -> None:
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        settings = {
+            "process.roles": "broker,controller",
+            "node.id": "1",
+            "controller.quorum.voters": f"1@127.0.0.1:{self.controller_port}",
+            "listeners": (
+                f"PLAINTEXT://127.0.0.1:{self.port},CONTROLLER://127.0.0.1:{self.controller_port}"
+            ),
+            "advertised.listeners": f"PLAINTEXT://127.0.0.1:{self.port}",
+            "controller.listener.names": "CONTROLLER",
+            "inter.broker.listener.name": "PLAINTEXT",
+            "listener.security.protocol.map": "CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT",
+            "log.dirs": str(self._log_dir),
+            "num.partitions": "1",
+            "auto.create.topics.enable": "false",
+            "offsets.topic.replication.factor": "1",
+            "offsets.topic.num.partitions": "4",
+            "transaction.state.log.replication.factor": "1",
+            "transaction.state.log.min.isr": "1",
+            "group.initial.rebalance.delay.ms": "0",
+            "share.coordinator.state.topic.replication.factor": "1",
+            "share.coordinator.state.topic.min.isr": "1",
+        }
+        self._config_path.write_text("".join(f"{k}={v}\n" for k, v in settings.items()))
+        (self.data_dir / "log4j2.yaml").write_text(_LOG4J2_YAML)
+
+    def _java(self, main_class: str, *args: str) -> list[str]:
+        return [
+            "java",
+            f"-Xmx{self.heap}",
+            f"-Xms{self.heap}",
+            "-XX:+UseG1GC",
+            "-Djava.awt.headless=true",
+            f"-Dlog4j2.configurationFile={self.data_dir / 'log4j2.yaml'}",
+            "-cp",
+            self._classpath(),
+            main_class,
+            *args,
+        ]
+
+    def _format_storage(self) -> None:
+        if (self._log_dir / "meta.properties").exists():
+            return
+        subprocess.run(
+            self._java(
+                "kafka.tools.StorageTool",
+                "format",
+                "--ignore-formatted",
+                "-t",
+                _cluster_id(),
+                "-c",
+                str(self._config_path),
+            ),
+            check=True,
+            capture_output=True,
+        )
+
+    def start(self, timeout_s: float = 60.0) -> None:
+        """Start the broker and wait until its client listener accepts connections."""
+        if self.process is not None and self.process.poll() is None:
+            return
+        self._write_config()
+        self._format_storage()
+        output = open(self.data_dir / "broker.out", "ab")  # noqa: SIM115 - owned by the child
+        self.process = subprocess.Popen(
+            self._java("kafka.Kafka", str(self._config_path)),
+            stdout=output,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        output.close()
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(
+                    f"Kafka broker exited with {self.process.returncode}; "
+                    f"see {self.data_dir / 'broker.out'}"
+                )
+            if _port_open(self.port):
+                log.info("kafka broker ready on %s", self.bootstrap_servers)
+                return
+            time.sleep(0.2)
+        self.stop()
+        raise TimeoutError(f"Kafka broker not ready on {self.bootstrap_servers} in {timeout_s}s")
+
+    def stop(self, timeout_s: float = 30.0) -> None:
+        """Stop the broker with SIGTERM (a controlled shutdown), SIGKILL if it hangs."""
+        if self.process is None:
+            return
+        if self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=timeout_s)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        self.process = None
+
+    def __enter__(self) -> LocalBroker:
+        self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+def main() -> None:
+    import argparse
+    import signal
+
+    parser = argparse.ArgumentParser(description="Run a local single-node Kafka 4 broker (KRaft).")
+    parser.add_argument("--data-dir", type=Path, default=REPO_ROOT / ".run" / "kafka")
+    parser.add_argument("--port", type=int, default=9092)
+    parser.add_argument("--controller-port", type=int, default=9093)
+    parser.add_argument("--jars-dir", type=Path, default=DEFAULT_JARS_DIR)
+    args = parser.parse_args()
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    broker = LocalBroker(
+        data_dir=args.data_dir,
+        port=args.port,
+        controller_port=args.controller_port,
+        jars_dir=args.jars_dir,
+    )
+    broker.start()
+    signal.signal(signal.SIGTERM, lambda *_: broker.stop())
+    try:
+        assert broker.process is not None
+        broker.process.wait()
+    except KeyboardInterrupt:
+        broker.stop()
+
+
+if __name__ == "__main__":
+    os.environ.setdefault("KAFKA_HEAP_OPTS", "")
+    main()

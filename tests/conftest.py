@@ -1,0 +1,28 @@
+"""Shared fixtures: one real Apache Kafka 4 broker (KRaft) on loopback for the whole session."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from app.localkafka.broker import LocalBroker
+
+# Spark and every server a test starts bind to loopback only.
+os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
+
+
+@pytest.fixture(scope="session")
+def kafka_broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalBroker]:
+    """A broker shared by the session; tests isolate themselves with unique topic names."""
+    broker = LocalBroker(data_dir=Path(tmp_path_factory.mktemp("kafka")))
+    broker.start()
+    yield broker
+    broker.stop()
+
+
+@pytest.fixture
+def bootstrap(kafka_broker: LocalBroker) -> str:
+    return kafka_broker.bootstrap_servers

@@ -1,0 +1,55 @@
+"""Helpers for tests that talk to the real broker: topics, reading a topic whole, writing raw bytes."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Iterable
+
+from kafka import KafkaConsumer, KafkaProducer, TopicPartition
+from kafka.admin import KafkaAdminClient, NewTopic
+from kafka.consumer.fetcher import ConsumerRecord
+
+
+def unique_topic(prefix: str) -> str:
+    return f"{prefix}_{uuid.uuid4().hex[:10]}"
+
+
+def create_topics(bootstrap: str, names: Iterable[str], partitions: int = 1) -> None:
+    admin = KafkaAdminClient(bootstrap_servers=bootstrap, client_id="tests-admin")
+    try:
+        admin.create_topics([NewTopic(name, partitions, 1) for name in names])
+    finally:
+        admin.close()
+
+
+def read_all(bootstrap: str, topic: str, timeout_s: float = 10.0) -> list[ConsumerRecord]:
+    """Every record currently in the topic (all partitions), in partition then offset order."""
+    consumer = KafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False, group_id=None)
+    try:
+        partitions = consumer.partitions_for_topic(topic) or set()
+        tps = [TopicPartition(topic, p) for p in sorted(partitions)]
+        consumer.assign(tps)
+        consumer.seek_to_beginning(*tps)
+        end = consumer.end_offsets(tps)
+        records: list[ConsumerRecord] = []
+        deadline = time.monotonic() + timeout_s
+        while any(consumer.position(tp) < end[tp] for tp in tps):
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"could not read {topic} to its end in {timeout_s}s")
+            for batch in consumer.poll(timeout_ms=500).values():
+                records.extend(batch)
+        return sorted(records, key=lambda r: (r.partition, r.offset))
+    finally:
+        consumer.close()
+
+
+def write_raw(bootstrap: str, topic: str, items: Iterable[tuple[bytes | None, bytes, int | None]]) -> None:
+    """Write (key, value, timestamp_ms) records as-is, e.g. bad records for dead-letter tests."""
+    producer = KafkaProducer(bootstrap_servers=bootstrap, acks="all")
+    try:
+        for key, value, timestamp_ms in items:
+            producer.send(topic, key=key, value=value, timestamp_ms=timestamp_ms)
+        producer.flush(timeout=30)
+    finally:
+        producer.close()

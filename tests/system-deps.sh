@@ -1,0 +1,12 @@
+#!/usr/bin/env bash
+# Debian packages the test suite needs beyond the machine's toolchains.
+set -euo pipefail
+need=()
+command -v chromium >/dev/null || need+=(chromium)
+command -v java >/dev/null || need+=(openjdk-17-jre-headless)
+command -v mvn >/dev/null || need+=(maven)
+if ((${#need[@]})); then
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -qq
+    apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
+fi
