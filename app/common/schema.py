@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import json
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from decimal import Decimal
 from typing import Any
 
@@ -132,19 +132,19 @@ class WindowStats:
 
     def to_json(self) -> bytes:
         payload: dict[str, Any] = {}
-        for name in self.__slots__:  # type: ignore[attr-defined]
-            value = getattr(self, name)
-            payload[name] = str(value) if isinstance(value, Decimal) else value
+        for item in fields(self):
+            value = getattr(self, item.name)
+            payload[item.name] = str(value) if isinstance(value, Decimal) else value
         return json.dumps(payload, separators=(",", ":")).encode()
 
     @classmethod
     def from_json(cls, raw: bytes | str) -> WindowStats:
         payload = json.loads(raw)
         decimals = {"open", "high", "low", "close", "vwap", "base_volume", "quote_volume"}
-        values = {
-            name: Decimal(payload[name]) if name in decimals else payload[name]
-            for name in cls.__slots__  # type: ignore[attr-defined]
-            if name in payload
+        values: dict[str, Any] = {
+            item.name: Decimal(payload[item.name]) if item.name in decimals else payload[item.name]
+            for item in fields(cls)
+            if item.name in payload
         }
         return cls(**values)
 

@@ -11,7 +11,7 @@ import argparse
 import dataclasses
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, get_type_hints
 
@@ -31,7 +31,7 @@ class Settings:
     symbols: tuple[str, ...] = ("BTCUSDT",)
     source: str = "binance"  # "binance" (REST API v3) or "replay" (a Binance trades CSV)
     binance_base_url: str = "https://api.binance.com"
-    replay_file: Path = Path(__file__).resolve().parents[1] / "producer" / "sample" / "BTCUSDT-trades-sample.csv"
+    replay_file: Path = Path(__file__).resolve().parents[1] / "producer/sample/BTCUSDT-trades-sample.csv"
     replay_speed: float = 1.0  # 1.0 = real time, 0 = as fast as possible
     weight_budget_per_minute: int = 3000  # half of Binance's 6,000 weight/min IP limit
     poll_interval_s: float = 1.0
@@ -103,4 +103,4 @@ def _convert(name: str, kind: Any, raw: str) -> Any:
         raise SystemExit(f"invalid {ENV_PREFIX}{name.upper()}={raw!r}: {exc}") from None
 
 
-__all__ = ["ENV_PREFIX", "Settings", "field"]
+__all__ = ["ENV_PREFIX", "Settings"]
