@@ -1,0 +1,1 @@
+"""Streamlit dashboard: live 1-minute OHLC, VWAP and pipeline health read from Kafka."""

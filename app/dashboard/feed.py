@@ -1,0 +1,550 @@
+"""The dashboard's Kafka data layer: window upserts, pipeline metrics and the dead-letter count.
+
+`WindowFeed` reads the aggregates and metrics topics with one kafka-python-ng consumer (no consumer
+group: every dashboard process keeps its own in-memory view) and answers questions about them:
+
+    feed = WindowFeed.from_settings(Settings.from_env())
+    feed.poll()                      # one bounded step; or feed.start() for a background thread
+    feed.wait_for(lambda f: bool(f.windows("BTCUSDT")), timeout_s=30)
+    feed.windows("BTCUSDT")          # [WindowStats, ...] oldest first, within the history bound
+    feed.health()                    # late rows dropped, dead letters, producer counters
+    feed.status()                    # connected / unreachable / waiting for a topic, and why
+
+Upsert rule for the aggregates topic (key "<symbol>|<window_start>"): the latest row per key wins,
+except that a final row is never replaced by a non-final one, so a late "live" row or a replay after a
+Spark restart cannot reopen a closed window.
+
+Every method is thread-safe. Kafka I/O is serialised by one lock and the in-memory state by another,
+so readers (Streamlit sessions) never wait for Kafka; `start()` moves the I/O to a daemon thread, which
+is what the app uses because kafka-python can block while a broker disappears mid-request.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import socket
+import threading
+import time
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from decimal import InvalidOperation
+from enum import StrEnum
+from typing import Any
+
+from kafka import KafkaConsumer, TopicPartition
+from kafka.errors import KafkaError, NoBrokersAvailable
+
+from app.common.schema import WindowStats
+from app.common.settings import Settings
+
+log = logging.getLogger(__name__)
+
+HOUR_MS = 3_600_000
+
+
+class FeedState(StrEnum):
+    CONNECTING = "connecting"
+    CONNECTED = "connected"
+    WAITING_FOR_TOPIC = "waiting_for_topic"
+    UNREACHABLE = "unreachable"
+
+
+@dataclass(frozen=True, slots=True)
+class FeedStatus:
+    """Where the feed stands with Kafka; `message` is meant for a human."""
+
+    state: FeedState
+    message: str
+    last_contact_ms: int | None  # last time the broker answered, ms since epoch
+    caught_up: bool  # read everything that was in the topics when the feed connected
+
+
+@dataclass(frozen=True, slots=True)
+class ProducerHealth:
+    """The producer's latest report; its counters are cumulative since the producer started."""
+
+    time_ms: int
+    trades_published: int
+    polls: int
+    gaps_backfilled: int
+    http_errors: Mapping[str, int]
+    rate_limited_429: int
+    banned_418: int
+    used_weight_1m: int
+    budget_per_minute: int
+    unrecoverable_gaps: int = 0  # trade-id gaps the producer could not backfill: trades lost
+
+    @property
+    def errors(self) -> int:
+        """HTTP errors of every kind, 429 and 418 answers included."""
+        return sum(self.http_errors.values()) + self.rate_limited_429 + self.banned_418
+
+
+@dataclass(frozen=True, slots=True)
+class SparkHealth:
+    """Spark's micro-batch reports within the history bound, each (query, batch_id) counted once."""
+
+    late_rows_dropped: int
+    batches: int
+    last_batch_ms: int | None
+    watermarks_ms: Mapping[str, int | None]  # latest watermark per query
+
+
+@dataclass(frozen=True, slots=True)
+class PipelineHealth:
+    spark: SparkHealth
+    producer: ProducerHealth | None
+    dead_letters: int | None  # None until the dead-letter topic has been measured once
+    bad_records: int  # aggregate or metric records this feed could not parse (skipped, logged)
+
+
+# Spark re-runs at most the last uncommitted micro-batch after a restart, so remembering each query's
+# latest batch ids is enough to count every batch once; older ones are only kept as per-minute sums.
+RECENT_BATCH_IDS = 1000
+
+
+@dataclass
+class _SparkBatches:
+    """Late-row totals over distinct (query, batch_id) within the history bound, in bounded memory.
+
+    A day of 1-second triggers is 86,400 batches per query; instead of one entry per batch, the feed
+    keeps the last RECENT_BATCH_IDS ids per query (for de-duplication) and per-minute sums (to drop
+    what falls out of the history bound).
+    """
+
+    recent: dict[str, dict[int, None]] = field(default_factory=dict)
+    minutes: dict[int, list[int]] = field(default_factory=dict)  # minute -> [late rows, batches]
+    last_batch_ms: int | None = None
+    watermarks: dict[str, tuple[int, int | None]] = field(default_factory=dict)
+
+    def add(self, query: str, batch_id: int, time_ms: int, late: int, watermark: int | None) -> None:
+        seen = self.recent.setdefault(query, {})
+        if batch_id not in seen:
+            seen[batch_id] = None
+            if len(seen) > RECENT_BATCH_IDS:
+                del seen[next(iter(seen))]
+            bucket = self.minutes.setdefault(time_ms - time_ms % 60_000, [0, 0])
+            bucket[0] += late
+            bucket[1] += 1
+        if self.last_batch_ms is None or time_ms > self.last_batch_ms:
+            self.last_batch_ms = time_ms
+        previous = self.watermarks.get(query)
+        if previous is None or time_ms >= previous[0]:
+            self.watermarks[query] = (time_ms, watermark)
+
+    def prune(self, cutoff_ms: int) -> None:
+        for minute in [m for m in self.minutes if m + 60_000 <= cutoff_ms]:
+            del self.minutes[minute]
+
+    def snapshot(self) -> SparkHealth:
+        return SparkHealth(
+            late_rows_dropped=sum(late for late, _ in self.minutes.values()),
+            batches=sum(batches for _, batches in self.minutes.values()),
+            last_batch_ms=self.last_batch_ms,
+            watermarks_ms={query: wm for query, (_, wm) in sorted(self.watermarks.items())},
+        )
+
+
+def _now_ms() -> int:
+    return time.time_ns() // 1_000_000
+
+
+def _int(payload: Mapping[str, Any], name: str, default: int = 0) -> int:
+    value = payload.get(name, default)
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ValueError(f"{name} must be an integer, got {value!r}")
+    return value
+
+
+class WindowFeed:
+    """An upserting, history-bounded, thread-safe view of the pipeline's output topics."""
+
+    def __init__(
+        self,
+        bootstrap_servers: str,
+        aggregates_topic: str,
+        metrics_topic: str,
+        dead_letter_topic: str,
+        *,
+        history_hours: float = 24.0,
+        timeout_s: float = 3.0,
+        offsets_every_s: float = 2.0,
+        clock_ms: Callable[[], int] = _now_ms,
+    ) -> None:
+        """`timeout_s` bounds each Kafka request and connection attempt; `offsets_every_s` is how often
+        the dead-letter count and the broker's liveness are re-checked."""
+        self.bootstrap_servers = bootstrap_servers
+        self.aggregates_topic = aggregates_topic
+        self.metrics_topic = metrics_topic
+        self.dead_letter_topic = dead_letter_topic
+        self.history_ms = int(history_hours * HOUR_MS)
+        self._timeout_ms = max(int(timeout_s * 1000), 1000)
+        self._offsets_every_ms = int(offsets_every_s * 1000)
+        self._clock_ms = clock_ms
+
+        self._io_lock = threading.Lock()
+        self._state_lock = threading.Lock()
+        self._ready = threading.Event()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+        # Guarded by _io_lock.
+        self._consumer: KafkaConsumer | None = None
+        self._assigned: set[str] = set()
+        self._targets: dict[TopicPartition, int] = {}
+        self._next_offsets_ms = 0
+        self._next_connect_ms = 0
+
+        # Guarded by _state_lock.
+        self._windows: dict[str, dict[int, WindowStats]] = {}
+        self._spark = _SparkBatches()
+        self._producer: ProducerHealth | None = None
+        self._dead_letters: int | None = None
+        self._bad_records = 0
+        self._status = FeedStatus(FeedState.CONNECTING, "connecting to Kafka", None, False)
+
+    @classmethod
+    def from_settings(cls, settings: Settings, **kwargs: Any) -> WindowFeed:
+        return cls(
+            settings.kafka_bootstrap_servers,
+            settings.aggregates_topic,
+            settings.metrics_topic,
+            settings.dead_letter_topic,
+            history_hours=settings.dashboard_history_hours,
+            **kwargs,
+        )
+
+    # ----------------------------------------------------------------------------------- readers
+
+    def symbols(self) -> list[str]:
+        with self._state_lock:
+            return sorted(symbol for symbol, windows in self._windows.items() if windows)
+
+    def windows(self, symbol: str) -> list[WindowStats]:
+        """The symbol's windows within the history bound, oldest first."""
+        with self._state_lock:
+            by_start = self._windows.get(symbol, {})
+            return [by_start[start] for start in sorted(by_start)]
+
+    def latest(self, symbol: str) -> WindowStats | None:
+        with self._state_lock:
+            by_start = self._windows.get(symbol)
+            return by_start[max(by_start)] if by_start else None
+
+    def health(self) -> PipelineHealth:
+        with self._state_lock:
+            return PipelineHealth(
+                spark=self._spark.snapshot(),
+                producer=self._producer,
+                dead_letters=self._dead_letters,
+                bad_records=self._bad_records,
+            )
+
+    def status(self) -> FeedStatus:
+        with self._state_lock:
+            return self._status
+
+    def wait_until_ready(self, timeout_s: float) -> bool:
+        """Block until the first connection attempt has either read the topics to their end or failed."""
+        return self._ready.wait(timeout_s)
+
+    # ------------------------------------------------------------------------------------ driving
+
+    def wait_for(self, condition: Callable[[WindowFeed], bool], timeout_s: float) -> bool:
+        """Poll until `condition(feed)` holds; False if it still does not after `timeout_s`.
+
+        With `start()` the feed's thread does the polling and this only watches, e.g.
+        `feed.wait_for(lambda f: any(w.is_final for w in f.windows("BTCUSDT")), 60)`.
+        """
+        deadline = time.monotonic() + timeout_s
+        while not condition(self):
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return False
+            if self._thread is None:
+                self.poll(max_wait_s=min(remaining, 0.5))
+            else:
+                time.sleep(min(remaining, 0.05))
+        return True
+
+    def start(self, interval_s: float = 0.25) -> None:
+        """Poll in a daemon thread until `close()`. Idempotent."""
+        if self._thread is not None:
+            return
+
+        def loop() -> None:
+            while not self._stop.is_set():
+                started = time.monotonic()
+                try:
+                    self.poll(max_wait_s=interval_s)
+                except Exception:  # the thread must outlive any single bad poll
+                    log.exception("dashboard feed poll failed")
+                # poll() returns at once while Kafka is away; do not spin.
+                self._stop.wait(max(interval_s - (time.monotonic() - started), 0))
+
+        self._thread = threading.Thread(target=loop, name="window-feed", daemon=True)
+        self._thread.start()
+
+    def close(self, timeout_s: float = 5.0) -> None:
+        self._stop.set()
+        consumer = self._consumer
+        if consumer is not None:
+            # Closing from this thread also ends a poll the feed thread may be blocked in.
+            consumer.close(autocommit=False)
+        if self._thread is not None:
+            self._thread.join(timeout_s)
+            if self._thread.is_alive():
+                log.warning("dashboard feed thread did not stop within %.1f s", timeout_s)
+            self._thread = None
+        if self._io_lock.acquire(timeout=timeout_s):
+            self._consumer = None
+            self._io_lock.release()
+
+    def poll(self, max_wait_s: float = 0.5) -> int:
+        """Apply what Kafka has for us, waiting at most about `max_wait_s` for new records.
+
+        Connects (or reconnects) first when needed. Returns the number of records applied.
+        """
+        with self._io_lock:
+            if self._stop.is_set():
+                return 0
+            now = self._clock_ms()
+            if self._consumer is None and not self._connect(now):
+                return 0
+            if self.status().state is FeedState.UNREACHABLE:
+                # Only the cheap liveness check runs until the broker is back, then fetching resumes.
+                if now >= self._next_offsets_ms:
+                    self._check_offsets()
+                if self.status().state is FeedState.UNREACHABLE:
+                    return 0
+            applied = self._fetch(max_wait_s)
+            if self._clock_ms() >= self._next_offsets_ms:
+                self._check_offsets()
+            return applied
+
+    # ---------------------------------------------------------------------------------- internals
+
+    def _set_status(self, state: FeedState, message: str, *, contact: bool) -> None:
+        with self._state_lock:
+            last = self._clock_ms() if contact else self._status.last_contact_ms
+            caught_up = self._status.caught_up
+            self._status = FeedStatus(state, message, last, caught_up)
+
+    def _mark_caught_up(self) -> None:
+        with self._state_lock:
+            self._status = FeedStatus(
+                self._status.state, self._status.message, self._status.last_contact_ms, True
+            )
+        self._ready.set()
+
+    def _unreachable(self, reason: str) -> None:
+        log.warning("kafka at %s unreachable: %s", self.bootstrap_servers, reason)
+        self._set_status(
+            FeedState.UNREACHABLE,
+            f"Kafka at {self.bootstrap_servers} is unreachable: {reason}",
+            contact=False,
+        )
+        self._ready.set()
+
+    def _tcp_reachable(self) -> str | None:
+        """None if some bootstrap address accepts a TCP connection, else why not.
+
+        kafka-python waits without a deadline for metadata while no broker is connected, so the feed
+        checks the socket first rather than letting a request start against a dead broker.
+        """
+        errors = []
+        for address in self.bootstrap_servers.split(","):
+            host, _, port = address.strip().rpartition(":")
+            try:
+                with socket.create_connection((host or "127.0.0.1", int(port)), timeout=1.0):
+                    return None
+            except (OSError, ValueError) as exc:
+                errors.append(f"{address.strip()}: {exc}")
+        return "; ".join(errors)
+
+    def _connect(self, now: int) -> bool:
+        if now < self._next_connect_ms:
+            return False
+        self._next_connect_ms = now + self._offsets_every_ms
+        reason = self._tcp_reachable()
+        if reason is not None:
+            self._unreachable(reason)
+            return False
+        try:
+            self._consumer = KafkaConsumer(
+                bootstrap_servers=self.bootstrap_servers,
+                client_id="telemetry-dashboard",
+                group_id=None,
+                enable_auto_commit=False,
+                api_version_auto_timeout_ms=self._timeout_ms,
+                request_timeout_ms=self._timeout_ms,
+                fetch_max_wait_ms=200,
+                connections_max_idle_ms=max(540_000, self._timeout_ms + 1),
+                reconnect_backoff_max_ms=2000,
+                max_poll_records=5000,
+            )
+        except (NoBrokersAvailable, KafkaError, OSError) as exc:
+            self._unreachable(str(exc) or type(exc).__name__)
+            return False
+        self._assigned = set()
+        self._set_status(FeedState.CONNECTED, "connected", contact=True)
+        log.info("dashboard feed connected to %s", self.bootstrap_servers)
+        self._assign()
+        return True
+
+    def _assign(self) -> None:
+        """Assign the partitions of the topics that exist and seek them to now - history."""
+        consumer = self._consumer
+        assert consumer is not None
+        missing = []
+        new: list[TopicPartition] = []
+        for topic in (self.aggregates_topic, self.metrics_topic):
+            if topic in self._assigned:
+                continue
+            partitions = consumer.partitions_for_topic(topic)
+            if not partitions:
+                missing.append(topic)
+                continue
+            self._assigned.add(topic)
+            new.extend(TopicPartition(topic, p) for p in sorted(partitions))
+        if new:
+            everything = sorted(set(consumer.assignment()) | set(new))
+            consumer.assign(everything)
+            since = self._clock_ms() - self.history_ms
+            found = consumer.offsets_for_times(dict.fromkeys(new, since))
+            ends = consumer.end_offsets(new)
+            for tp in new:
+                hit = found.get(tp)
+                # No record at or after the cut-off: only what arrives from now on is in the window.
+                consumer.seek(tp, hit.offset if hit is not None else ends[tp])
+                self._targets[tp] = ends[tp]
+            log.info(
+                "dashboard feed reading %s from %d ms ago", sorted({tp.topic for tp in new}), self.history_ms
+            )
+        if missing:
+            message = "waiting for topic " + ", ".join(missing)
+            self._set_status(FeedState.WAITING_FOR_TOPIC, message, contact=True)
+            if self.aggregates_topic in missing:
+                # Nothing to catch up with yet: the app may render its "no data" state.
+                self._ready.set()
+        else:
+            self._set_status(FeedState.CONNECTED, "connected", contact=True)
+
+    def _fetch(self, max_wait_s: float) -> int:
+        consumer = self._consumer
+        assert consumer is not None
+        if not consumer.assignment():
+            return 0
+        applied = 0
+        deadline = time.monotonic() + max_wait_s
+        while True:
+            remaining_ms = int((deadline - time.monotonic()) * 1000)
+            batches = consumer.poll(timeout_ms=max(remaining_ms, 0))
+            if batches:
+                applied += self._apply(rec for records in batches.values() for rec in records)
+            if not batches or remaining_ms <= 0:
+                break
+        if not self.status().caught_up and all(
+            consumer.position(tp) >= end for tp, end in self._targets.items()
+        ):
+            self._mark_caught_up()
+        return applied
+
+    def _check_offsets(self) -> None:
+        """Measure the dead-letter topic, pick up late-created topics, and prove the broker answers."""
+        consumer = self._consumer
+        assert consumer is not None
+        self._next_offsets_ms = self._clock_ms() + self._offsets_every_ms
+        reason = self._tcp_reachable()
+        if reason is not None:
+            self._unreachable(reason)
+            return
+        try:
+            if len(self._assigned) < 2:
+                self._assign()
+            partitions = consumer.partitions_for_topic(self.dead_letter_topic)
+            dead_letters = None
+            if partitions:
+                tps = [TopicPartition(self.dead_letter_topic, p) for p in sorted(partitions)]
+                begin = consumer.beginning_offsets(tps)
+                end = consumer.end_offsets(tps)
+                dead_letters = sum(end[tp] - begin[tp] for tp in tps)
+        except KafkaError as exc:
+            self._unreachable(str(exc) or type(exc).__name__)
+            return
+        with self._state_lock:
+            self._dead_letters = dead_letters
+            cutoff = self._clock_ms() - self.history_ms
+            self._spark.prune(cutoff)
+            for by_start in self._windows.values():
+                for start in [s for s in by_start if s < cutoff]:
+                    del by_start[start]
+        if len(self._assigned) == 2:
+            self._set_status(FeedState.CONNECTED, "connected", contact=True)
+
+    def _apply(self, records: Iterable[Any]) -> int:
+        cutoff = self._clock_ms() - self.history_ms
+        count = 0
+        with self._state_lock:
+            for record in records:
+                count += 1
+                try:
+                    if record.topic == self.aggregates_topic:
+                        self._upsert(WindowStats.from_json(record.value), cutoff)
+                    else:
+                        self._metric(record.key, json.loads(record.value))
+                except (ValueError, KeyError, TypeError, InvalidOperation) as exc:
+                    self._bad_records += 1
+                    log.warning(
+                        "skipping unreadable record %s[%d]@%d: %s",
+                        record.topic,
+                        record.partition,
+                        record.offset,
+                        exc,
+                    )
+        return count
+
+    def _upsert(self, stats: WindowStats, cutoff: int) -> None:
+        if not (
+            stats.low > 0 and stats.vwap > 0 and stats.trade_count > 0 and isinstance(stats.is_final, bool)
+        ):
+            raise ValueError(f"implausible window {stats.key}: low {stats.low}, VWAP {stats.vwap}")
+        if stats.window_start < cutoff:
+            return
+        by_start = self._windows.setdefault(stats.symbol, {})
+        current = by_start.get(stats.window_start)
+        if current is not None and current.is_final and not stats.is_final:
+            return
+        by_start[stats.window_start] = stats
+
+    def _metric(self, key: bytes | None, payload: Any) -> None:
+        if not isinstance(payload, dict):
+            raise ValueError("metric is not a JSON object")
+        source = payload.get("source") or (key.decode() if key else "")
+        if source == "spark":
+            watermark = payload.get("watermark")
+            self._spark.add(
+                query=str(payload.get("query", "")),
+                batch_id=_int(payload, "batch_id"),
+                time_ms=_int(payload, "time"),
+                late=_int(payload, "late_rows_dropped"),
+                watermark=watermark if isinstance(watermark, int) else None,
+            )
+        elif source == "producer":
+            report = ProducerHealth(
+                time_ms=_int(payload, "time"),
+                trades_published=_int(payload, "trades_published"),
+                polls=_int(payload, "polls"),
+                gaps_backfilled=_int(payload, "gaps_backfilled"),
+                http_errors={str(k): int(v) for k, v in (payload.get("http_errors") or {}).items()},
+                rate_limited_429=_int(payload, "rate_limited_429"),
+                banned_418=_int(payload, "banned_418"),
+                used_weight_1m=_int(payload, "used_weight_1m"),
+                budget_per_minute=_int(payload, "budget_per_minute"),
+                unrecoverable_gaps=_int(payload, "unrecoverable_gaps"),
+            )
+            if self._producer is None or report.time_ms >= self._producer.time_ms:
+                self._producer = report
+        else:
+            log.debug("ignoring metric from unknown source %r", source)

@@ -1,0 +1,154 @@
+"""The Streamlit page: a static frame with the controls, and a fragment that redraws the live parts.
+
+Run through app/dashboard/app.py (`streamlit run app/dashboard/app.py`). The Kafka feed is one cached
+resource per server process, shared by every browser session; the fragment only reads its in-memory
+state, so a slow or missing broker never blocks a rerun.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+
+import streamlit as st
+
+from app.common.settings import Settings
+from app.dashboard import view
+from app.dashboard.charts import chart_specs
+from app.dashboard.feed import FeedState, WindowFeed
+
+log = logging.getLogger(__name__)
+
+# How long the first page load waits for the feed to read the topics up to now (or to fail).
+FIRST_LOAD_WAIT_S = 8.0
+SPANS_MINUTES = {"30 min": 30, "2 h": 120, "6 h": 360, "24 h": 1440}
+DEFAULT_SPAN = "2 h"
+
+
+def _release(feed: WindowFeed) -> None:
+    feed.close()
+
+
+@st.cache_resource(show_spinner="Connecting to Kafka…", on_release=_release)
+def open_feed(
+    bootstrap_servers: str,
+    aggregates_topic: str,
+    metrics_topic: str,
+    dead_letter_topic: str,
+    history_hours: float,
+) -> WindowFeed:
+    """One feed per distinct configuration for the server's lifetime, polled by its own thread."""
+    feed = WindowFeed(
+        bootstrap_servers,
+        aggregates_topic,
+        metrics_topic,
+        dead_letter_topic,
+        history_hours=history_hours,
+    )
+    feed.start()
+    return feed
+
+
+def now_ms() -> int:
+    return time.time_ns() // 1_000_000
+
+
+def symbol_options(seen: list[str], configured: tuple[str, ...]) -> list[str]:
+    """Configured symbols first (in their order), then any other symbol found in the topic."""
+    return list(configured) + [s for s in seen if s not in configured]
+
+
+def main() -> None:
+    settings = Settings.from_env()
+    # A no-op when a handler exists already; otherwise the feed's INFO lines would be lost.
+    logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    logging.getLogger("app").setLevel(settings.log_level.upper())
+    st.set_page_config(page_title="Bitcoin live VWAP", page_icon="📈", layout="wide")
+    feed = open_feed(
+        settings.kafka_bootstrap_servers,
+        settings.aggregates_topic,
+        settings.metrics_topic,
+        settings.dead_letter_topic,
+        settings.dashboard_history_hours,
+    )
+    feed.wait_until_ready(FIRST_LOAD_WAIT_S)
+
+    st.title("Live Bitcoin trades: 1-minute OHLC and VWAP")
+    left, right, _ = st.columns([2, 3, 5])
+    symbol = left.selectbox("Symbol", symbol_options(feed.symbols(), settings.symbols), key="symbol")
+    span = right.radio("Chart span", list(SPANS_MINUTES), index=1, horizontal=True, key="span")
+    live = st.fragment(run_every=settings.dashboard_refresh_s)(live_panel)
+    live(
+        feed,
+        symbol or settings.symbols[0],
+        SPANS_MINUTES[span or DEFAULT_SPAN],
+        settings.dashboard_history_hours,
+    )
+
+
+def live_panel(feed: WindowFeed, symbol: str, span_minutes: int, history_hours: float) -> None:
+    """Everything that changes with new data; rerun by Streamlit every `dashboard_refresh_s`."""
+    started = time.perf_counter()
+    now = now_ms()
+    status = feed.status()
+    windows = feed.windows(symbol)
+    health = feed.health()
+
+    if status.state is FeedState.UNREACHABLE:
+        st.error(f"{status.message}. Retrying every few seconds; figures below may be stale.", icon="🔌")
+    elif status.state is FeedState.WAITING_FOR_TOPIC:
+        st.warning(f"Kafka is up but the pipeline has not created its topics yet ({status.message}).")
+    elif status.state is FeedState.CONNECTING:
+        st.info("Connecting to Kafka…")
+
+    figures = view.kpis(windows, now)
+    if figures is None:
+        st.info(f"No data for {symbol} yet: waiting for the first 1-minute window from the pipeline.")
+    else:
+        price, vwap, spread, rate = st.columns(4)
+        price.metric("Last price", view.format_price(figures.last_price))
+        vwap.metric(
+            "VWAP, current window",
+            f"{figures.vwap:,}",
+            help="Spark's volume-weighted average price of the newest 1-minute window, 8 places.",
+        )
+        spread.metric("Price vs VWAP", view.format_bps(figures.price_vs_vwap_bps))
+        rate.metric("Trades/s", str(figures.trades_per_s), help="Trades in the last completed minute / 60.")
+        frame = view.candles_frame(view.recent(windows, span_minutes))
+        price_spec, volume_spec = chart_specs(symbol, frame)
+        st.vega_lite_chart(spec=price_spec, width="stretch")
+        st.vega_lite_chart(spec=volume_spec, width="stretch")
+
+    fresh, late, dead, producer, kafka = st.columns(5)
+    fresh.metric(
+        "Data freshness", view.format_age(view.freshness_s(windows, now)), help="Now - last trade time."
+    )
+    late.metric(
+        "Late trades dropped",
+        f"{health.spark.late_rows_dropped:,}",
+        help=(
+            f"Rows Spark dropped as later than the watermark in the last {history_hours:g} h "
+            "(late trades of one window in one micro-batch count once: a lower bound)."
+        ),
+    )
+    dead.metric("Dead letters", "n/a" if health.dead_letters is None else f"{health.dead_letters:,}")
+    if health.producer is None:
+        producer.metric("Producer errors", "n/a", help="No producer report yet.")
+    else:
+        report = health.producer
+        producer.metric(
+            "Producer errors",
+            f"{report.errors:,}",
+            help=(
+                f"HTTP {dict(report.http_errors)}, 429: {report.rate_limited_429}, 418: {report.banned_418}; "
+                f"gaps backfilled {report.gaps_backfilled}, unrecoverable {report.unrecoverable_gaps}; "
+                f"weight {report.used_weight_1m}/{report.budget_per_minute} per minute"
+            ),
+        )
+    kafka.metric("Kafka", status.state.value.replace("_", " "))
+    took_ms = (time.perf_counter() - started) * 1000
+    st.caption(
+        f"{len(windows)} windows of {symbol} in memory · newest "
+        f"{'final' if figures and figures.is_final else 'open'} · rendered in {took_ms:.0f} ms"
+    )
+    log.debug("live panel for %s rendered in %.1f ms", symbol, took_ms)

@@ -1,0 +1,250 @@
+"""Serve the dashboard with `streamlit run` and load it in headless Chromium over the DevTools protocol.
+
+The page is driven through Chromium's remote-debugging websocket (the `websockets` package Streamlit
+already depends on): `--dump-dom` returns before Streamlit's own websocket has delivered anything, so
+the test instead evaluates JavaScript until the Vega chart is drawn, then saves a screenshot under
+results/dashboard/ (git-ignored) for a human to look at.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Callable, Iterator
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import pytest
+from websockets.sync.client import ClientConnection, connect
+
+from app.common.schema import WindowStats
+from app.core.windows import WINDOW_MS
+from app.localkafka.broker import free_port
+from tests.dashboard.conftest import Topics
+from tests.dashboard.helpers import final, minute, now_ms, producer_report, seed_metrics, seed_windows, window
+
+REPO = Path(__file__).resolve().parents[2]
+APP = REPO / "app" / "dashboard" / "app.py"
+RESULTS = REPO / "results" / "dashboard"
+CHROMIUM = "/usr/bin/chromium"
+
+pytestmark = pytest.mark.browser
+
+
+def wait_for(what: str, check: Callable[[], Any], timeout_s: float, every_s: float = 0.25) -> Any:
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            result = check()
+        except OSError:
+            result = None
+        if result:
+            return result
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"{what} not within {timeout_s}s")
+        time.sleep(every_s)
+
+
+def stop_group(process: subprocess.Popen[bytes]) -> None:
+    if process.poll() is None:
+        os.killpg(process.pid, signal.SIGTERM)
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
+
+
+def random_walk(minutes: int, newest: int) -> list[WindowStats]:
+    """A plausible market: each minute 4-9 trades wandering from the previous close."""
+    rng = random.Random(20261124)
+    price = Decimal("67000.00")
+    rows = []
+    for i in range(minutes, -1, -1):
+        prices, qtys = [], []
+        for _ in range(rng.randint(4, 9)):
+            price += Decimal(rng.randint(-1500, 1500)) / 100
+            prices.append(str(price))
+            qtys.append(str(Decimal(rng.randint(1, 50000)) / 100000))
+        row = window(newest - i * WINDOW_MS, prices, qtys, first_id=(minutes - i) * 10)
+        rows.append(final(row) if i else row)
+    return rows
+
+
+@pytest.fixture
+def dashboard_url(bootstrap: str, topics: Topics, tmp_path: Path) -> Iterator[str]:
+    """The app served by a real `streamlit run` on a free loopback port, reading the seeded topics."""
+    rows = random_walk(minutes=90, newest=minute(now_ms()) - WINDOW_MS)
+    seed_windows(bootstrap, topics.aggregates, rows)
+    seed_metrics(bootstrap, topics.metrics, [producer_report(now_ms(), published=1234)])
+
+    port = free_port()
+    env = {
+        **os.environ,
+        "TELEMETRY_KAFKA_BOOTSTRAP_SERVERS": bootstrap,
+        "TELEMETRY_AGGREGATES_TOPIC": topics.aggregates,
+        "TELEMETRY_METRICS_TOPIC": topics.metrics,
+        "TELEMETRY_DEAD_LETTER_TOPIC": topics.dead_letters,
+    }
+    log = open(tmp_path / "streamlit.log", "wb")  # noqa: SIM115 - owned by the child
+    server = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "streamlit",
+            "run",
+            str(APP),
+            "--server.address",
+            "127.0.0.1",
+            "--server.port",
+            str(port),
+            "--server.headless",
+            "true",
+            "--browser.gatherUsageStats",
+            "false",
+        ],
+        cwd=tmp_path,  # not the repo: the script's own .streamlit/config.toml must be what applies
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+    log.close()
+    url = f"http://127.0.0.1:{port}"
+    try:
+        wait_for(
+            "streamlit health check",
+            lambda: (
+                server.poll() is None and urllib.request.urlopen(f"{url}/_stcore/health", timeout=2).read()
+            ),
+            timeout_s=60,
+        )
+        yield url
+    finally:
+        stop_group(server)
+        print((tmp_path / "streamlit.log").read_text(errors="replace")[-3000:])
+
+
+class DevTools:
+    """Just enough of the Chrome DevTools protocol: call a method, wait for its answer."""
+
+    def __init__(self, socket: ClientConnection) -> None:
+        self.socket = socket
+        self.next_id = 0
+
+    def call(self, method: str, timeout_s: float = 30, **params: Any) -> dict[str, Any]:
+        self.next_id += 1
+        self.socket.send(json.dumps({"id": self.next_id, "method": method, "params": params}))
+        deadline = time.monotonic() + timeout_s
+        while True:
+            message = json.loads(self.socket.recv(timeout=max(deadline - time.monotonic(), 0.1)))
+            if message.get("id") == self.next_id:
+                if "error" in message:
+                    raise RuntimeError(f"{method}: {message['error']}")
+                result: dict[str, Any] = message["result"]
+                return result
+
+    def evaluate(self, expression: str) -> Any:
+        answer = self.call("Runtime.evaluate", expression=expression, returnByValue=True)
+        return answer["result"].get("value")
+
+
+@pytest.fixture
+def browser(tmp_path: Path) -> Iterator[DevTools]:
+    profile = tmp_path / "chromium-profile"
+    chromium = subprocess.Popen(
+        [
+            CHROMIUM,
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-quic",
+            "--no-first-run",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+            f"--user-data-dir={profile}",
+            "--remote-debugging-address=127.0.0.1",
+            "--remote-debugging-port=0",
+            "--window-size=1500,1250",
+            "about:blank",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    try:
+        active = wait_for(
+            "DevTools port file", lambda: (profile / "DevToolsActivePort").read_text().split(), timeout_s=30
+        )
+        listing = urllib.request.urlopen(f"http://127.0.0.1:{active[0]}/json/list", timeout=5).read()
+        page = next(target for target in json.loads(listing) if target["type"] == "page")
+        with connect(page["webSocketDebuggerUrl"], max_size=None, open_timeout=10) as socket:
+            yield DevTools(socket)
+    finally:
+        stop_group(chromium)
+
+
+CHARTS_DRAWN = """
+(() => {
+  const charts = [...document.querySelectorAll('[data-testid="stVegaLiteChart"]')];
+  const drawn = charts.filter(chart => {
+    const canvas = chart.querySelector('canvas');
+    return canvas ? canvas.width > 200 && canvas.height > 100 : Boolean(chart.querySelector('svg.marks'));
+  });
+  if (charts.length < 2 || drawn.length < charts.length) return null;
+  const page = document.querySelector('[data-testid="stMainBlockContainer"]').getBoundingClientRect();
+  return charts.map(chart => {
+    const box = chart.getBoundingClientRect();
+    const drawing = chart.querySelector('canvas, svg.marks').getBoundingClientRect();
+    return {width: box.width, height: box.height, drawingRight: drawing.right, pageRight: page.right};
+  });
+})()
+"""
+
+
+def test_dashboard_renders_the_candlestick_chart_in_chromium(
+    dashboard_url: str, browser: DevTools, bootstrap: str, topics: Topics
+) -> None:
+    browser.call("Page.enable")
+    browser.call("Page.navigate", url=dashboard_url)
+
+    price, volume = wait_for("both charts to be drawn", lambda: browser.evaluate(CHARTS_DRAWN), timeout_s=60)
+    text = wait_for(
+        "the KPIs",
+        lambda: (t := browser.evaluate("document.body.innerText")) and "Trades/s" in t and "bps" in t and t,
+        timeout_s=30,
+    )
+    time.sleep(1.0)  # let the chart's entry transition settle before the screenshot
+    shot = browser.call("Page.captureScreenshot", format="png", captureBeyondViewport=True)
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    (RESULTS / "dashboard.png").write_bytes(base64.b64decode(shot["data"]))
+
+    for chart in (price, volume):
+        assert chart["width"] > 600
+        assert chart["drawingRight"] <= chart["pageRight"], "the chart overflows the page"
+    assert price["height"] > 300
+    assert volume["height"] > 100
+    assert "Live Bitcoin trades" in text
+    assert "Last price" in text
+    assert "connected" in text
+    assert "unreachable" not in text
+    assert (RESULTS / "dashboard.png").stat().st_size > 20_000
+
+    # The live fragment refreshes by itself (every TELEMETRY_DASHBOARD_REFRESH_S, 2 s by default):
+    # a new window shows up without reloading the page.
+    assert "68,123.45" not in text
+    seed_windows(
+        bootstrap, topics.aggregates, [window(minute(now_ms()), ["68000.00", "68123.45"], first_id=9999)]
+    )
+    wait_for(
+        "the new price", lambda: "68,123.45" in browser.evaluate("document.body.innerText"), timeout_s=20
+    )
