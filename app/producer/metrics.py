@@ -1,0 +1,58 @@
+"""Producer counters, published every few seconds to the metrics topic for the dashboard."""
+
+from __future__ import annotations
+
+import json
+import threading
+from dataclasses import dataclass, field
+
+ERROR_KINDS = ("5xx", "4xx", "timeout", "connection", "malformed")
+
+
+@dataclass
+class ProducerMetrics:
+    """Thread-safe counters; `snapshot` is the JSON document the dashboard reads."""
+
+    budget_per_minute: int
+    trades_published: int = 0
+    polls: int = 0
+    gaps_backfilled: int = 0
+    unrecoverable_gaps: int = 0
+    rate_limited_429: int = 0
+    banned_418: int = 0
+    used_weight_1m: int = 0
+    producer_rebuilds: int = 0
+    http_errors: dict[str, int] = field(default_factory=lambda: dict.fromkeys(ERROR_KINDS, 0))
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    def add(self, name: str, amount: int = 1) -> None:
+        with self._lock:
+            setattr(self, name, getattr(self, name) + amount)
+
+    def http_error(self, kind: str) -> None:
+        with self._lock:
+            self.http_errors[kind] = self.http_errors.get(kind, 0) + 1
+
+    def set_used_weight(self, used: int) -> None:
+        with self._lock:
+            self.used_weight_1m = used
+
+    def snapshot(self, now_ms: int) -> dict[str, object]:
+        with self._lock:
+            return {
+                "source": "producer",
+                "time": now_ms,
+                "trades_published": self.trades_published,
+                "polls": self.polls,
+                "gaps_backfilled": self.gaps_backfilled,
+                "unrecoverable_gaps": self.unrecoverable_gaps,
+                "http_errors": dict(self.http_errors),
+                "rate_limited_429": self.rate_limited_429,
+                "banned_418": self.banned_418,
+                "used_weight_1m": self.used_weight_1m,
+                "budget_per_minute": self.budget_per_minute,
+                "producer_rebuilds": self.producer_rebuilds,
+            }
+
+    def to_json(self, now_ms: int) -> bytes:
+        return json.dumps(self.snapshot(now_ms), separators=(",", ":")).encode()

@@ -1,0 +1,1 @@
+"""The bundled replay sample and the deterministic generator that made it."""

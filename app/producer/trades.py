@@ -1,0 +1,133 @@
+"""Pure parsing and validation of Binance trades (REST JSON and public-data CSV) and gap logic."""
+
+from __future__ import annotations
+
+import itertools
+import json
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import Any
+
+from app.common.schema import RecordError, Trade, parse_positive_decimal
+
+# quoteQty is price x qty, which can carry more places than either factor.
+_QUOTE_TEXT = re.compile(r"^[0-9]{1,30}(\.[0-9]{1,20})?$")
+# Binance spot public-data files give microseconds since 2025, milliseconds before. Any
+# millisecond timestamp before the year 5138 is below this; any microsecond one after 1973 above.
+_MICROSECONDS_FROM = 100_000_000_000_000
+CSV_COLUMNS = ("id", "price", "qty", "quote_qty", "time", "is_buyer_maker", "is_best_match")
+
+
+def _quote_qty(value: object) -> Decimal:
+    if not isinstance(value, str) or not _QUOTE_TEXT.match(value):
+        raise RecordError(f"quoteQty is not a decimal string: {value!r}")
+    return Decimal(value)
+
+
+def _int_field(payload: dict[str, Any], name: str) -> int:
+    value = payload.get(name)
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise RecordError(f"{name} must be a non-negative integer, got {value!r}")
+    return value
+
+
+def trade_from_binance(payload: object, symbol: str, ingest_time: int) -> Trade:
+    """One element of /api/v3/trades or /api/v3/historicalTrades; RecordError says what is wrong."""
+    if not isinstance(payload, dict):
+        raise RecordError(f"trade is not a JSON object: {payload!r}")
+    trade_time = _int_field(payload, "time")
+    if trade_time == 0:
+        raise RecordError("time must be positive")
+    is_buyer_maker = payload.get("isBuyerMaker")
+    if not isinstance(is_buyer_maker, bool):
+        raise RecordError(f"isBuyerMaker must be a boolean, got {is_buyer_maker!r}")
+    return Trade(
+        trade_id=_int_field(payload, "id"),
+        symbol=symbol,
+        price=parse_positive_decimal(payload.get("price"), "price"),
+        qty=parse_positive_decimal(payload.get("qty"), "qty"),
+        quote_qty=_quote_qty(payload.get("quoteQty")),
+        trade_time=trade_time,
+        is_buyer_maker=is_buyer_maker,
+        ingest_time=ingest_time,
+    )
+
+
+def trades_from_body(body: bytes, symbol: str, ingest_time: int) -> list[Trade]:
+    """A whole response body: a JSON array of trades in strictly ascending id order."""
+    try:
+        payload = json.loads(body)
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise RecordError(f"response is not JSON: {exc}") from None
+    if not isinstance(payload, list):
+        raise RecordError(f"response is not a JSON array: {str(payload)[:200]}")
+    trades = [trade_from_binance(item, symbol, ingest_time) for item in payload]
+    check_ascending(trades)
+    return trades
+
+
+def check_ascending(trades: Sequence[Trade]) -> None:
+    for before, after in itertools.pairwise(trades):
+        if after.trade_id <= before.trade_id:
+            raise RecordError(f"trade ids not ascending: {before.trade_id} then {after.trade_id}")
+
+
+def time_to_ms(value: int) -> int:
+    """A public-data timestamp in ms or us (spot files since 2025) as ms."""
+    return value // 1000 if value >= _MICROSECONDS_FROM else value
+
+
+def _csv_bool(value: str, name: str) -> bool:
+    lowered = value.strip().lower()
+    if lowered == "true":
+        return True
+    if lowered == "false":
+        return False
+    raise RecordError(f"{name} must be True or False, got {value!r}")
+
+
+def trade_from_csv(row: Sequence[str], symbol: str) -> Trade:
+    """One row of a Binance public-data trades CSV (no header); ingest_time is set when sent."""
+    if len(row) != len(CSV_COLUMNS):
+        raise RecordError(f"expected {len(CSV_COLUMNS)} columns ({','.join(CSV_COLUMNS)}), got {len(row)}")
+    try:
+        trade_id = int(row[0])
+        raw_time = int(row[4])
+    except ValueError as exc:
+        raise RecordError(f"id and time must be integers: {exc}") from None
+    if trade_id < 0 or raw_time <= 0:
+        raise RecordError(f"id must be >= 0 and time > 0, got {trade_id}, {raw_time}")
+    return Trade(
+        trade_id=trade_id,
+        symbol=symbol,
+        price=parse_positive_decimal(row[1], "price"),
+        qty=parse_positive_decimal(row[2], "qty"),
+        quote_qty=_quote_qty(row[3]),
+        trade_time=time_to_ms(raw_time),
+        is_buyer_maker=_csv_bool(row[5], "is_buyer_maker"),
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class PollOutcome:
+    """What one /api/v3/trades answer means given the last id already published."""
+
+    new: list[Trade]
+    # Set when trades are missing between the last id and the oldest returned one: the ids
+    # [missing_from, missing_to] must be fetched with historicalTrades before `new` is valid.
+    missing_from: int | None = None
+    missing_to: int | None = None
+
+
+def classify_poll(last_id: int | None, trades: Sequence[Trade]) -> PollOutcome:
+    """New trades after `last_id`, or the id range a back-fill has to cover first.
+
+    On a fresh start (`last_id` None) the latest trades are taken as they are: no deep history.
+    """
+    if last_id is None:
+        return PollOutcome(new=list(trades))
+    if trades and trades[0].trade_id > last_id + 1:
+        return PollOutcome(new=[], missing_from=last_id + 1, missing_to=trades[0].trade_id - 1)
+    return PollOutcome(new=[t for t in trades if t.trade_id > last_id])
