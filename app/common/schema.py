@@ -15,12 +15,12 @@ from __future__ import annotations
 import json
 import re
 from dataclasses import dataclass, fields
-from decimal import Decimal
+from decimal import Decimal, InvalidOperation
 from typing import Any
 
 # Binance quotes every price and quantity with at most 8 decimal places.
 MAX_DECIMAL_PLACES = 8
-_DECIMAL_TEXT = re.compile(r"^[0-9]{1,20}(\.[0-9]{1,8})?$")
+_DECIMAL_TEXT = re.compile(r"[0-9]{1,20}(\.[0-9]{1,8})?")
 
 
 class RecordError(ValueError):
@@ -31,7 +31,7 @@ def parse_positive_decimal(value: object, name: str) -> Decimal:
     """Parse a decimal string as Binance writes it ("67000.01000000"); reject anything else."""
     if not isinstance(value, str):
         raise RecordError(f"{name} must be a decimal string, got {type(value).__name__}")
-    if not _DECIMAL_TEXT.match(value):
+    if not _DECIMAL_TEXT.fullmatch(value):
         raise RecordError(f"{name} is not a decimal with at most {MAX_DECIMAL_PLACES} places: {value!r}")
     number = Decimal(value)
     if number <= 0:
@@ -44,6 +44,14 @@ def _require_int(payload: dict[str, Any], name: str) -> int:
     if isinstance(value, bool) or not isinstance(value, int):
         raise RecordError(f"{name} must be an integer, got {value!r}")
     return value
+
+
+def _quote_qty(value: object) -> Decimal:
+    # Informational (Binance's own rounding of price*qty): checked for form, not recomputed.
+    try:
+        return Decimal(str(value))
+    except InvalidOperation:
+        raise RecordError(f"quote_qty is not a decimal: {value!r}") from None
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,8 +81,10 @@ class Trade:
         ).encode()
 
     @classmethod
-    def from_json(cls, raw: bytes | str) -> Trade:
+    def from_json(cls, raw: bytes | str | None) -> Trade:
         """Parse and validate one raw-topic value; raises RecordError with the reason."""
+        if raw is None:
+            raise RecordError("no value")
         try:
             payload = json.loads(raw)
         except (json.JSONDecodeError, UnicodeDecodeError) as exc:
@@ -99,7 +109,7 @@ class Trade:
             symbol=symbol,
             price=parse_positive_decimal(payload.get("price"), "price"),
             qty=parse_positive_decimal(payload.get("qty"), "qty"),
-            quote_qty=Decimal(str(payload.get("quote_qty", "0"))),
+            quote_qty=_quote_qty(payload.get("quote_qty", "0")),
             trade_time=trade_time,
             is_buyer_maker=is_buyer_maker,
             ingest_time=ingest_time if isinstance(ingest_time, int) else 0,

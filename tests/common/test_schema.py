@@ -39,6 +39,8 @@ def test_trade_round_trip_keeps_decimal_text() -> None:
         ({"symbol": ""}, "symbol missing"),
         ({"trade_time": None}, "trade_time must be an integer"),
         ({"is_buyer_maker": "yes"}, "is_buyer_maker must be a boolean"),
+        ({"price": "1.5\n"}, "price is not a decimal"),
+        ({"quote_qty": "lots"}, "quote_qty is not a decimal"),
     ],
 )
 def test_bad_trades_name_their_fault(change: dict[str, object], reason: str) -> None:
@@ -46,7 +48,7 @@ def test_bad_trades_name_their_fault(change: dict[str, object], reason: str) -> 
         Trade.from_json(json.dumps(GOOD | change))
 
 
-@pytest.mark.parametrize("raw", [b"not json", b"[1,2]", b"\xff\xfe"])
+@pytest.mark.parametrize("raw", [b"not json", b"[1,2]", b"\xff\xfe", None])
 def test_non_objects_are_record_errors(raw: bytes) -> None:
     with pytest.raises(RecordError):
         Trade.from_json(raw)

@@ -46,10 +46,17 @@ def read_all(bootstrap: str, topic: str, timeout_s: float = 10.0) -> list[Consum
 
 def write_raw(bootstrap: str, topic: str, items: Iterable[tuple[bytes | None, bytes, int | None]]) -> None:
     """Write (key, value, timestamp_ms) records as-is, e.g. bad records for dead-letter tests."""
-    producer = KafkaProducer(bootstrap_servers=bootstrap, acks="all")
+    # Retries: a topic created a moment ago may answer NotLeaderForPartition for a while.
+    producer = KafkaProducer(
+        bootstrap_servers=bootstrap, acks="all", retries=10, max_in_flight_requests_per_connection=1
+    )
     try:
-        for key, value, timestamp_ms in items:
+        futures = [
             producer.send(topic, key=key, value=value, timestamp_ms=timestamp_ms)
+            for key, value, timestamp_ms in items
+        ]
         producer.flush(timeout=30)
+        for future in futures:
+            future.get(timeout=30)  # raises if any record was not written
     finally:
         producer.close()

@@ -1,0 +1,59 @@
+"""`python -m app.processing`: run the streaming job until SIGTERM or Ctrl-C."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import signal
+import sys
+import threading
+from types import FrameType
+
+from app.common.settings import Settings
+from app.processing.job import start_job
+from app.processing.session import build_session
+
+log = logging.getLogger("app.processing")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description="Spark job: raw trades -> 1-minute VWAP windows on Kafka.")
+    Settings.add_arguments(parser)
+    settings = Settings.from_args(parser.parse_args(argv))
+    logging.basicConfig(
+        level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s %(message)s"
+    )
+    # py4j logs every callback at INFO; the job's own logs are what a journald reader wants.
+    logging.getLogger("py4j").setLevel(logging.WARNING)
+
+    stop = threading.Event()
+
+    def request_stop(signum: int, _frame: FrameType | None) -> None:
+        log.info("signal %d: stopping", signum)
+        stop.set()
+
+    signal.signal(signal.SIGTERM, request_stop)
+    signal.signal(signal.SIGINT, request_stop)
+
+    spark = build_session(settings)
+    job = start_job(spark, settings)
+    log.info(
+        "streaming %s -> %s, checkpoints in %s",
+        settings.raw_topic,
+        settings.aggregates_topic,
+        settings.checkpoint_dir,
+    )
+    status = 0
+    try:
+        job.await_until(stop)
+    except RuntimeError:
+        log.exception("streaming job failed")
+        status = 1
+    finally:
+        job.stop()
+        spark.stop()
+    return status
+
+
+if __name__ == "__main__":
+    sys.exit(main())

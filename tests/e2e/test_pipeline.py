@@ -1,0 +1,267 @@
+"""End to end, every part real: fake Binance on loopback -> producer -> Kafka 4 -> Spark 4 -> Kafka
+-> the dashboard's data layer.
+
+The exchange serves trades for two symbols whose trade times are shuffled by up to 4 s against their
+ids (out of order, but within the 10 s watermark), fed in chunks and once in a burst larger than one
+`/trades` page, so the producer must back-fill. Every closed window must equal an independent
+exact-rational computation, the raw topic must hold every trade id exactly once, and the dashboard's
+feed must show the same windows. The observed trade -> aggregate latency is written to results/.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import statistics
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from decimal import Decimal
+from fractions import Fraction
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from app.common.schema import Trade, WindowStats
+from app.common.settings import Settings
+from app.core.windows import WINDOW_MS, window_start
+from app.dashboard.feed import WindowFeed
+from tests.support.fake_exchange import TRADES_PATH, FakeExchange
+from tests.support.kafka import create_topics, read_all, unique_topic
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+RESULTS = REPO_ROOT / "results"
+SYMBOLS = ("BTCUSDT", "ETHUSDT")
+WINDOWS = 4
+TRADES_PER_SYMBOL = 900
+MAX_SHUFFLE_MS = 4_000
+
+pytestmark = pytest.mark.e2e
+
+
+def make_trades(symbol: str, first_window_ms: int, rng: random.Random) -> list[dict[str, Any]]:
+    """Binance-shaped trades spread over WINDOWS minutes, times shuffled against ids."""
+    span = WINDOWS * WINDOW_MS - MAX_SHUFFLE_MS
+    base_price = Decimal(rng.randint(2_000_000, 9_000_000)).scaleb(-2)
+    trades = []
+    for i in range(TRADES_PER_SYMBOL):
+        ordered_time = first_window_ms + MAX_SHUFFLE_MS + span * i // TRADES_PER_SYMBOL
+        price = base_price + Decimal(rng.randint(-50_000, 50_000)).scaleb(-2)
+        qty = Decimal(rng.randint(1, 300_000_000)).scaleb(-8)
+        trades.append(
+            {
+                "price": f"{price:.8f}",
+                "qty": f"{qty:.8f}",
+                "quoteQty": f"{price * qty:.8f}",
+                "time": ordered_time - rng.randint(0, MAX_SHUFFLE_MS),
+                "isBuyerMaker": rng.random() < 0.5,
+                "isBestMatch": True,
+            }
+        )
+    return trades
+
+
+def closer(symbol: str, time_ms: int) -> dict[str, Any]:
+    """One trade far enough ahead that the watermark passes every test window."""
+    return {"price": "1.00000000", "qty": "1.00000000", "quoteQty": "1.00000000", "time": time_ms,
+            "isBuyerMaker": False, "isBestMatch": True}  # fmt: skip
+
+
+def half_even_8(value: Fraction) -> Decimal:
+    scaled = value * 10**8
+    floor = scaled.numerator // scaled.denominator
+    rest = scaled - floor
+    if rest > Fraction(1, 2) or (rest == Fraction(1, 2) and floor % 2 == 1):
+        floor += 1
+    return Decimal(floor).scaleb(-8)
+
+
+def expected_windows(symbol: str, trades: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """Independent of app.core: exact rationals, plain sorting."""
+    groups: dict[int, list[dict[str, Any]]] = {}
+    for t in trades:
+        groups.setdefault(t["time"] - t["time"] % WINDOW_MS, []).append(t)
+    result = {}
+    for start, group in groups.items():
+        by_time = sorted(group, key=lambda t: (t["time"], t["id"]))
+        notional = sum(Fraction(t["price"]) * Fraction(t["qty"]) for t in group)
+        volume = sum(Fraction(t["qty"]) for t in group)
+        result[f"{symbol}|{start}"] = {
+            "open": Decimal(by_time[0]["price"]),
+            "close": Decimal(by_time[-1]["price"]),
+            "high": max(Decimal(t["price"]) for t in group),
+            "low": min(Decimal(t["price"]) for t in group),
+            "vwap": half_even_8(notional / volume),
+            "quote_volume": notional,
+            "base_volume": volume,
+            "trade_count": len(group),
+            "first_trade_id": min(t["id"] for t in group),
+            "last_trade_id": max(t["id"] for t in group),
+        }
+    return result
+
+
+class Process:
+    """A pipeline process run as `python -m module`, its output kept for the failure report."""
+
+    def __init__(self, module: str, env: dict[str, str], log_path: Path) -> None:
+        self.log_path = log_path
+        self._log = log_path.open("wb")
+        self.popen = subprocess.Popen(
+            [sys.executable, "-m", module], env=env, cwd=REPO_ROOT, stdout=self._log, stderr=subprocess.STDOUT
+        )
+
+    def alive(self) -> bool:
+        return self.popen.poll() is None
+
+    def stop(self) -> None:
+        if self.alive():
+            self.popen.terminate()
+            try:
+                self.popen.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                self.popen.kill()
+                self.popen.wait()
+        self._log.close()
+
+    def tail(self, lines: int = 40) -> str:
+        return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
+
+
+@pytest.fixture
+def pipeline_env(bootstrap: str, tmp_path: Path) -> Iterator[dict[str, str]]:
+    topics = {
+        "TELEMETRY_RAW_TOPIC": unique_topic("raw"),
+        "TELEMETRY_AGGREGATES_TOPIC": unique_topic("agg"),
+        "TELEMETRY_DEAD_LETTER_TOPIC": unique_topic("dlq"),
+        "TELEMETRY_METRICS_TOPIC": unique_topic("metrics"),
+    }
+    create_topics(bootstrap, [topics["TELEMETRY_RAW_TOPIC"], topics["TELEMETRY_AGGREGATES_TOPIC"]], 2)
+    create_topics(bootstrap, [topics["TELEMETRY_DEAD_LETTER_TOPIC"], topics["TELEMETRY_METRICS_TOPIC"]])
+    yield (
+        os.environ
+        | topics
+        | {
+            "TELEMETRY_KAFKA_BOOTSTRAP_SERVERS": bootstrap,
+            "TELEMETRY_SYMBOLS": ",".join(SYMBOLS),
+            "TELEMETRY_SOURCE": "binance",
+            "TELEMETRY_POLL_INTERVAL_S": "0.2",
+        "TELEMETRY_WEIGHT_BUDGET_PER_MINUTE": "6000",  # the fake exchange is ours to load
+            "TELEMETRY_HTTP_TIMEOUT_S": "5",
+            "TELEMETRY_CHECKPOINT_DIR": str(tmp_path / "checkpoints"),
+            "TELEMETRY_WATERMARK_DELAY": "10 seconds",
+            "TELEMETRY_TRIGGER_INTERVAL": "500 milliseconds",
+            "SPARK_LOCAL_IP": "127.0.0.1",
+            "PYSPARK_PYTHON": sys.executable,
+        }
+    )
+
+
+def wait_for(condition: Any, timeout_s: float, what: str, processes: list[Process]) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not condition():
+        for process in processes:
+            assert process.alive(), f"{process.log_path.name} died:\n{process.tail()}"
+        if time.monotonic() > deadline:
+            details = "\n\n".join(f"== {p.log_path.name}\n{p.tail()}" for p in processes)
+            raise AssertionError(f"timed out after {timeout_s}s waiting for {what}\n{details}")
+        time.sleep(1)
+
+
+def test_trades_flow_exactly_from_exchange_to_dashboard(pipeline_env: dict[str, str], tmp_path: Path) -> None:
+    settings = Settings.from_env(pipeline_env)
+    rng = random.Random(11)
+    first_window = window_start(int(time.time() * 1000)) - (WINDOWS + 3) * WINDOW_MS
+    processes: list[Process] = []
+    with FakeExchange(symbols=SYMBOLS, initial_trades=0, weight_limit=6000) as exchange:
+        pipeline_env["TELEMETRY_BINANCE_BASE_URL"] = exchange.base_url
+        try:
+            spark = Process("app.processing", pipeline_env, tmp_path / "processing.log")
+            processes.append(spark)
+            # Latency is measured from here on, so the job's start-up must be over first.
+            wait_for(lambda: "streaming " in spark.log_path.read_text(), 180, "the Spark queries", processes)
+            processes.append(Process("app.producer", pipeline_env, tmp_path / "producer.log"))
+            wait_for(lambda: len(exchange.requests(TRADES_PATH)) >= 2, 60, "the first polls", processes)
+
+            planned = {s: make_trades(s, first_window, rng) for s in SYMBOLS}
+            for symbol in SYMBOLS:
+                # Chunks the producer follows poll by poll, then one burst bigger than a /trades page.
+                for offset in range(0, 400, 100):
+                    exchange.append(symbol, trades=planned[symbol][offset : offset + 100])
+                    time.sleep(0.3)
+                exchange.append(symbol, trades=planned[symbol][400:])
+            closing_time = first_window + (WINDOWS + 1) * WINDOW_MS + 30_000
+            for symbol in SYMBOLS:
+                exchange.append(symbol, trades=[closer(symbol, closing_time)])
+            served = {s: exchange.trades(s) for s in SYMBOLS}
+
+            expected: dict[str, dict[str, Any]] = {}
+            for symbol in SYMBOLS:
+                expected |= expected_windows(symbol, served[symbol][:-1])
+            assert len(expected) == WINDOWS * len(SYMBOLS)
+
+            def final_rows() -> dict[str, WindowStats]:
+                records = read_all(settings.kafka_bootstrap_servers, settings.aggregates_topic)
+                rows = [WindowStats.from_json(r.value) for r in records]
+                return {w.key: w for w in rows if w.is_final}
+
+            wait_for(lambda: expected.keys() <= final_rows().keys(), 300, "every final window", processes)
+        finally:
+            for process in reversed(processes):
+                process.stop()
+
+    # The raw topic holds every served trade id exactly once, per symbol.
+    raw = [Trade.from_json(r.value) for r in read_all(settings.kafka_bootstrap_servers, settings.raw_topic)]
+    for symbol in SYMBOLS:
+        ids = [t.trade_id for t in raw if t.symbol == symbol]
+        assert sorted(ids) == [t["id"] for t in served[symbol]], f"{symbol}: lost or doubled trades"
+
+    # Every closed window equals the independent computation, to the last decimal.
+    finals = final_rows()
+    for key, want in expected.items():
+        got = finals[key]
+        for name, value in want.items():
+            assert getattr(got, name) == value, f"{key} {name}: {getattr(got, name)} != {value}"
+        assert got.vwap.as_tuple().exponent == -8
+
+    # The dashboard's data layer shows the same closed windows.
+    feed = WindowFeed.from_settings(settings)
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            feed.poll()
+            shown = {w.key: w for s in SYMBOLS for w in feed.windows(s) if w.is_final}
+            if expected.keys() <= shown.keys():
+                break
+        assert {k: shown[k] for k in expected} == {k: finals[k] for k in expected}
+    finally:
+        feed.close()
+
+    record_latency(settings, raw)
+
+
+def record_latency(settings: Settings, raw: list[Trade]) -> None:
+    """Trade ingest -> first live aggregate row that includes it (by the row's last trade id)."""
+    ingest = {(t.symbol, t.trade_id): t.ingest_time for t in raw}
+    latencies = []
+    seen: set[tuple[str, int]] = set()
+    for record in read_all(settings.kafka_bootstrap_servers, settings.aggregates_topic):
+        row = WindowStats.from_json(record.value)
+        key = (row.symbol, row.last_trade_id)
+        if row.is_final or key in seen or key not in ingest:
+            continue
+        seen.add(key)
+        latencies.append(record.timestamp - ingest[key])
+    assert latencies, "no live rows were emitted"
+    latencies.sort()
+    figures = {
+        "rows": len(latencies),
+        "p50_ms": statistics.median(latencies),
+        "p95_ms": latencies[int(0.95 * (len(latencies) - 1))],
+        "max_ms": latencies[-1],
+    }
+    RESULTS.mkdir(exist_ok=True)
+    (RESULTS / "e2e-latency.json").write_text(json.dumps(figures, indent=2))

@@ -1,0 +1,151 @@
+"""The streaming job against a real broker: exact windows, dead letters, late-trade metrics."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import re
+import statistics
+from decimal import Decimal
+from fractions import Fraction
+
+from app.common.schema import RecordError, Trade, WindowStats
+from app.core.windows import aggregate_all
+from tests.processing import dataset
+from tests.processing.conftest import PROBE_SYMBOL, JobRun, expected_final_keys, windows_by_finality
+
+log = logging.getLogger(__name__)
+
+EIGHT = re.compile(r"^[0-9]+\.[0-9]{8}$")
+SIXTEEN = re.compile(r"^[0-9]+\.[0-9]{16}$")
+
+
+def fraction_vwap(trades: list[Trade]) -> Decimal:
+    """Independent of app.core: exact rational VWAP, then half-to-even at 8 places by hand."""
+    exact = sum((Fraction(t.price) * Fraction(t.qty) for t in trades), Fraction(0)) / sum(
+        (Fraction(t.qty) for t in trades), Fraction(0)
+    )
+    scaled = exact * 10**8
+    whole, rest = divmod(scaled.numerator, scaled.denominator)
+    if 2 * rest > scaled.denominator or (2 * rest == scaled.denominator and whole % 2 == 1):
+        whole += 1
+    return Decimal(whole).scaleb(-8)
+
+
+def test_final_windows_equal_reference_and_fraction_vwap(job_run: JobRun) -> None:
+    finals, _ = windows_by_finality(job_run.aggregates)
+    trades = dataset.valid_trades(job_run.records)
+    reference = aggregate_all(trades)
+    assert finals.keys() == expected_final_keys(job_run.records)
+    for key, values in finals.items():
+        assert len(set(values)) == 1, f"{key} emitted different final rows: {values}"
+        got = WindowStats.from_json(values[0])
+        want = dataclasses.replace(reference[key], is_final=True)
+        assert got == want
+        if b"E" not in want.to_json():  # Decimal's str writes 0.00000001 as 1E-8; Spark writes it plainly
+            assert values[0] == want.to_json()
+        in_window = [
+            t for t in trades if t.symbol == got.symbol and got.window_start <= t.trade_time < got.window_end
+        ]
+        assert got.vwap == fraction_vwap(in_window)
+
+
+def test_live_rows_end_at_reference_including_open_window(job_run: JobRun) -> None:
+    _, live = windows_by_finality(job_run.aggregates)
+    live.pop(f"{PROBE_SYMBOL}|{dataset.T0 + 6 * dataset.MINUTE}")
+    reference = aggregate_all(dataset.valid_trades(job_run.records))
+    assert live.keys() == reference.keys()  # includes minute 6, whose window is still open
+    for key, value in live.items():
+        assert WindowStats.from_json(value) == reference[key]
+
+
+def test_wire_layout_matches_window_stats(job_run: JobRun) -> None:
+    for record in job_run.aggregates:
+        payload = json.loads(record.value)
+        assert list(payload) == list(WindowStats.__slots__)
+        assert record.key.decode() == f"{payload['symbol']}|{payload['window_start']}"
+        for name in ("open", "high", "low", "close", "vwap", "base_volume"):
+            assert EIGHT.match(payload[name]), (name, payload[name])
+        assert SIXTEEN.match(payload["quote_volume"]), payload["quote_volume"]
+        for name in (
+            "window_start",
+            "window_end",
+            "trade_count",
+            "first_trade_id",
+            "last_trade_id",
+            "last_trade_time",
+        ):
+            assert type(payload[name]) is int
+
+
+def test_rounding_ties_go_to_even(job_run: JobRun) -> None:
+    finals, _ = windows_by_finality(job_run.aggregates)
+    got = {WindowStats.from_json(v[0]).symbol: WindowStats.from_json(v[0]).vwap for v in finals.values()}
+    assert got[dataset.TIE_UP[0]] == Decimal("1.00000002")
+    assert got[dataset.TIE_DOWN[0]] == Decimal("1.00000002")
+
+
+def test_open_and_close_break_time_ties_by_trade_id(job_run: JobRun) -> None:
+    finals, _ = windows_by_finality(job_run.aggregates)
+    eth_minute_1 = WindowStats.from_json(finals[f"ETHUSDT|{dataset.T0 + dataset.MINUTE}"][0])
+    trades = [t for t in dataset.valid_trades(job_run.records) if t.symbol == "ETHUSDT"]
+    minute = [
+        t for t in trades if dataset.T0 + dataset.MINUTE <= t.trade_time < dataset.T0 + 2 * dataset.MINUTE
+    ]
+    last = max(minute, key=lambda t: (t.trade_time, t.trade_id))
+    assert eth_minute_1.close == last.price
+    assert eth_minute_1.last_trade_time == last.trade_time
+
+
+def test_every_bad_record_is_dead_lettered_with_its_reason(job_run: JobRun) -> None:
+    letters = [json.loads(r.value) for r in job_run.dead_letters]
+    assert len(letters) == len(dataset.BAD_RECORDS)
+    raw_offsets = {i: r for i, r in enumerate(job_run.records)}
+    for letter, (value, reason) in zip(letters, dataset.BAD_RECORDS, strict=True):
+        assert letter["topic"] == job_run.settings.raw_topic
+        assert letter["partition"] == 0
+        assert raw_offsets[letter["offset"]].value == value
+        assert letter["reason"].startswith(reason), (letter["reason"], reason)
+        if value is not None:
+            assert letter["value"] == value.decode("utf-8", errors="replace")
+        assert all(r.key == b"bad" for r in job_run.dead_letters)
+
+
+def test_dead_letter_reasons_mirror_trade_from_json() -> None:
+    for value, reason in dataset.BAD_RECORDS:
+        if value is None or reason.startswith("price x qty too large"):
+            continue  # stricter than Trade.from_json on purpose (see the report)
+        try:
+            Trade.from_json(value)
+        except RecordError as exc:
+            assert str(exc).startswith(reason.split(",")[0].split(": ")[0]), (str(exc), reason)
+        else:
+            raise AssertionError(f"Trade.from_json accepted {value!r}")
+
+
+def test_late_trades_are_dropped_and_counted(job_run: JobRun) -> None:
+    late = sum(1 for r in job_run.records if r.late)
+    for query in ("live", "final"):
+        metrics = [m for m in job_run.metrics if m["query"] == query]
+        assert sum(m["late_rows_dropped"] for m in metrics) == late
+        assert max(m["watermark"] or 0 for m in metrics) >= dataset.FINAL_WATERMARK
+    assert {m["query"] for m in job_run.metrics} == {"live", "final", "dead_letters"}
+    assert all(m["source"] == "spark" for m in job_run.metrics)
+
+
+def test_reports_latency_and_batch_duration(job_run: JobRun) -> None:
+    durations = [
+        m["batch_duration_ms"] for m in job_run.metrics if m["query"] == "live" and m["num_input_rows"]
+    ]
+    log.warning(
+        "uninterrupted run: %.1f s to all final windows; ingest->live latency ms %s (median %s); "
+        "live batch duration ms median %s max %s",
+        job_run.seconds_to_complete,
+        job_run.latencies_ms,
+        statistics.median(job_run.latencies_ms),
+        statistics.median(durations),
+        max(durations),
+    )
+    assert len(job_run.latencies_ms) == 5
+    assert all(0 <= ms < 30_000 for ms in job_run.latencies_ms)
