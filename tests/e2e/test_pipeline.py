@@ -149,7 +149,7 @@ def pipeline_env(bootstrap: str, tmp_path: Path) -> Iterator[dict[str, str]]:
             "TELEMETRY_SYMBOLS": ",".join(SYMBOLS),
             "TELEMETRY_SOURCE": "binance",
             "TELEMETRY_POLL_INTERVAL_S": "0.2",
-        "TELEMETRY_WEIGHT_BUDGET_PER_MINUTE": "6000",  # the fake exchange is ours to load
+            "TELEMETRY_WEIGHT_BUDGET_PER_MINUTE": "6000",  # the fake exchange is ours to load
             "TELEMETRY_HTTP_TIMEOUT_S": "5",
             "TELEMETRY_CHECKPOINT_DIR": str(tmp_path / "checkpoints"),
             "TELEMETRY_WATERMARK_DELAY": "10 seconds",
