@@ -5,6 +5,9 @@ need=()
 command -v chromium >/dev/null || need+=(chromium)
 command -v java >/dev/null || need+=(openjdk-17-jre-headless)
 command -v mvn >/dev/null || need+=(maven)
+# tests/vagrant evaluates the Vagrantfile with Vagrant itself.
+command -v vagrant >/dev/null || need+=(vagrant)
+dpkg -s vagrant-libvirt >/dev/null 2>&1 || need+=(vagrant-libvirt)
 if ((${#need[@]})); then
     export DEBIAN_FRONTEND=noninteractive
     apt-get update -qq

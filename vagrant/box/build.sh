@@ -1,0 +1,192 @@
+#!/usr/bin/env bash
+# Builds the small Debian bookworm box that tests the Vagrantfile through vagrant-libvirt on a host
+# without VirtualBox or KVM. Users never need it: they get the Ubuntu 24.04 box from the Vagrantfile.
+#
+#   vagrant/box/build.sh OUT_DIR
+#
+# Writes OUT_DIR/telemetry-bookworm.box (qcow2 + metadata.json + a box Vagrantfile that boots the
+# box's own kernel directly, since the image has no partition table or boot loader). Rebuilds only
+# when the recipe changed: the box is keyed by this folder, the Ansible pin and the Kafka jars.
+set -euo pipefail
+
+here=$(cd "$(dirname "$0")" && pwd)
+repo=$(cd "$here/../.." && pwd)
+out=${1:?usage: build.sh OUT_DIR}
+root_size=${TELEMETRY_BOX_ROOT_SIZE:-12G}
+
+mkdir -p "$out"
+out=$(cd "$out" && pwd)
+kafka_jars="$repo/.cache/jars/kafka"
+key=$({
+    # install-ansible.sh is left out: what it bakes in is decided by the pin in requirements-dev.txt.
+    cat "$here"/build.sh "$here"/kafka-image.sh "$here"/Vagrantfile.box "$repo/requirements-dev.txt"
+    ls "$kafka_jars"
+} | sha256sum | cut -c1-16)
+box="$out/telemetry-bookworm.box"
+if [[ -f "$box" && "$(cat "$out/box.key" 2>/dev/null)" == "$key" ]]; then
+    echo "box up to date: $box"
+    exit 0
+fi
+
+# The guest reaches the same Debian mirror as this host (no other registry is reachable), so the
+# mirror is read from the host's apt configuration rather than written down here.
+mirror=$(awk '/^URIs:/ {print $2; exit}' /etc/apt/sources.list.d/debian.sources 2>/dev/null ||
+    true)
+if [[ -z "$mirror" ]]; then
+    mirror=$(awk '$1 == "deb" && $3 == "bookworm" {print $2; exit}' /etc/apt/sources.list)
+fi
+
+work="$out/build"
+rm -rf "$work"
+mkdir -p "$work"
+rootfs="$work/rootfs"
+cleanup() {
+    for m in proc sys dev/pts dev; do
+        mountpoint -q "$rootfs/$m" && umount -l "$rootfs/$m"
+    done
+    return 0
+}
+trap cleanup EXIT
+
+# Downloaded packages are kept for the next rebuild (debootstrap fetches ~150 MB otherwise).
+debs="$out/debs"
+mkdir -p "$debs"
+echo "debootstrap bookworm from $mirror"
+debootstrap --variant=minbase --cache-dir="$debs" \
+    --include=systemd,systemd-sysv,systemd-resolved,dbus,udev,kmod,iproute2,openssh-server,sudo,python3,python3-apt,python3-venv,ca-certificates,curl,gnupg,rsync,e2fsprogs,procps,less,linux-image-amd64 \
+    bookworm "$rootfs" "$mirror" >"$work/debootstrap.log" 2>&1 ||
+    {
+        tail -20 "$work/debootstrap.log"
+        exit 1
+    }
+
+# Same package sources and pip settings as the host: the guest has no other way out.
+rm -f "$rootfs"/etc/apt/sources.list
+for f in /etc/apt/sources.list /etc/apt/sources.list.d/*.list /etc/apt/sources.list.d/*.sources; do
+    [[ -f "$f" ]] && cp "$f" "$rootfs$f"
+done
+[[ -f /etc/pip.conf ]] && cp /etc/pip.conf "$rootfs/etc/pip.conf"
+if compgen -G "/usr/local/share/ca-certificates/*" >/dev/null; then
+    cp -r /usr/local/share/ca-certificates/. "$rootfs/usr/local/share/ca-certificates/"
+fi
+
+echo telemetry-box >"$rootfs/etc/hostname"
+printf '127.0.0.1 localhost\n127.0.1.1 telemetry-box\n' >"$rootfs/etc/hosts"
+printf '/dev/vda / ext4 defaults,errors=remount-ro 0 1\n' >"$rootfs/etc/fstab"
+cat >"$rootfs/etc/systemd/network/10-dhcp.network" <<'EOF'
+[Match]
+Name=en* eth*
+
+[Network]
+DHCP=yes
+EOF
+
+# Vagrant's well-known insecure key; vagrant swaps it for a generated one on the first `vagrant up`.
+insecure_key=$(ls /usr/share/rubygems-integration/all/gems/vagrant-*/keys/vagrant.pub 2>/dev/null |
+    head -1)
+mount --bind /proc "$rootfs/proc"
+mount --bind /sys "$rootfs/sys"
+mount --bind /dev "$rootfs/dev"
+mount --bind /dev/pts "$rootfs/dev/pts"
+rm -f "$rootfs/etc/resolv.conf"
+cp /etc/resolv.conf "$rootfs/etc/resolv.conf"
+# The guest cannot reach a container registry: it gets a Kafka image built here, imported at boot.
+install -d "$rootfs/var/lib/telemetry-box"
+bash "$here/kafka-image.sh" "$kafka_jars" "$mirror" "$rootfs/var/lib/telemetry-box/kafka-rootfs.tar" "$debs"
+kafka_version=$(basename "$(ls "$kafka_jars"/kafka_2.13-*.jar | head -1)" .jar)
+kafka_version=${kafka_version#kafka_2.13-}
+echo "telemetry-box/kafka:$kafka_version" >"$rootfs/var/lib/telemetry-box/kafka-image"
+cat >"$rootfs/etc/systemd/system/telemetry-kafka-image.service" <<'EOF'
+[Unit]
+Description=Import the box's local Kafka image into Docker
+Requires=docker.service
+After=docker.service
+ConditionPathExists=/var/lib/telemetry-box/kafka-rootfs.tar
+
+[Service]
+Type=oneshot
+RemainAfterExit=yes
+ExecStart=/bin/sh -c 'image=$(cat /var/lib/telemetry-box/kafka-image); docker image inspect "$image" >/dev/null 2>&1 || docker import /var/lib/telemetry-box/kafka-rootfs.tar "$image"'
+
+[Install]
+WantedBy=multi-user.target
+EOF
+install -m 0755 "$repo/vagrant/install-ansible.sh" "$rootfs/tmp/install-ansible.sh"
+cp "$repo/requirements-dev.txt" "$rootfs/tmp/requirements-dev.txt"
+# A clean environment: the host's own variables (pip find-links, proxies of this machine) are not the guest's.
+chroot "$rootfs" /usr/bin/env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin HOME=/root LANG=C.UTF-8 \
+    /bin/bash -euo pipefail -c '
+    systemctl enable systemd-networkd systemd-resolved ssh >/dev/null 2>&1
+    update-ca-certificates >/dev/null
+    useradd -m -s /bin/bash -G sudo vagrant
+    echo "vagrant:vagrant" | chpasswd
+    echo "root:vagrant" | chpasswd
+    echo "vagrant ALL=(ALL) NOPASSWD: ALL" >/etc/sudoers.d/vagrant
+    chmod 0440 /etc/sudoers.d/vagrant
+    install -d -m 0700 -o vagrant -g vagrant /home/vagrant/.ssh
+    echo "UseDNS no" >/etc/ssh/sshd_config.d/vagrant.conf
+    # Docker is baked in so the Kafka image below can be imported before the playbook looks for it;
+    # the docker role then finds the package installed and configures it as on any host.
+    apt-get install -y -qq --no-install-recommends docker.io >/dev/null
+    systemctl enable telemetry-kafka-image.service >/dev/null 2>&1
+    # Ansible is baked in so the slow part of the install (thousands of small files) runs at host
+    # speed; the same script runs on the Ubuntu box at `vagrant up` and finds nothing to do here.
+    /tmp/install-ansible.sh /tmp/requirements-dev.txt
+    apt-get clean
+    rm -f /tmp/install-ansible.sh /tmp/requirements-dev.txt
+'
+install -m 0600 -o 1000 -g 1000 "$insecure_key" "$rootfs/home/vagrant/.ssh/authorized_keys"
+ln -sf /run/systemd/resolve/stub-resolv.conf "$rootfs/etc/resolv.conf"
+rm -f "$rootfs"/etc/ssh/ssh_host_*
+# Host keys are generated at first boot, so two guests from one box do not share them.
+cat >"$rootfs/etc/systemd/system/ssh-hostkeys.service" <<'EOF'
+[Unit]
+Description=Generate SSH host keys
+Before=ssh.service
+ConditionPathExists=!/etc/ssh/ssh_host_ed25519_key
+
+[Service]
+Type=oneshot
+ExecStart=/usr/bin/ssh-keygen -A
+
+[Install]
+WantedBy=multi-user.target
+EOF
+ln -sf /etc/systemd/system/ssh-hostkeys.service \
+    "$rootfs/etc/systemd/system/multi-user.target.wants/ssh-hostkeys.service"
+: >"$rootfs/etc/machine-id"
+cleanup
+
+# pyspark is published only as a source archive; building its wheel takes many minutes under
+# emulation. A wheel this host already built for the pinned version is put in the pip cache the
+# pipeline role uses, so the role's own `pip install` finds it there (it still installs everything).
+pyspark_pin=$(grep -E '^pyspark==' "$repo/requirements.txt" | head -1)
+role_pip_cache=$(awk '/^pipeline_pip_cache_dir:/ {print $2}' "$repo/ansible/roles/pipeline/defaults/main.yml" 2>/dev/null || true)
+host_pip_cache=$(python3 -m pip cache dir 2>/dev/null || true)
+if [[ -n "$pyspark_pin" && -n "$role_pip_cache" && -d "$host_pip_cache/wheels" ]]; then
+    while IFS= read -r wheel; do
+        rel=$(dirname "${wheel#"$host_pip_cache"/}")
+        mkdir -p "$rootfs$role_pip_cache/$rel"
+        cp -a "$(dirname "$wheel")/." "$rootfs$role_pip_cache/$rel/"
+        echo "seeded $(basename "$wheel") into $role_pip_cache"
+    done < <(find "$host_pip_cache/wheels" -name "pyspark-${pyspark_pin#pyspark==}-*.whl")
+fi
+
+cp "$(ls "$rootfs"/boot/vmlinuz-* | sort -V | tail -1)" "$work/vmlinuz"
+cp "$(ls "$rootfs"/boot/initrd.img-* | sort -V | tail -1)" "$work/initrd.img"
+
+# An ext4 image straight from the folder: no loop device, no partition table.
+truncate -s "$root_size" "$work/root.raw"
+mke2fs -q -t ext4 -L root -d "$rootfs" "$work/root.raw"
+qemu-img convert -O qcow2 "$work/root.raw" "$work/box.img"
+rm -f "$work/root.raw"
+virtual_size=$(("$(numfmt --from=iec "$root_size")" / 1024 / 1024 / 1024))
+printf '{"provider": "libvirt", "format": "qcow2", "virtual_size": %d}\n' "$virtual_size" \
+    >"$work/metadata.json"
+cp "$here/Vagrantfile.box" "$work/Vagrantfile"
+# Uncompressed: the qcow2 is already compact and gzip would cost a minute of CPU on every rebuild.
+tar -C "$work" -cf "$box.tmp" metadata.json Vagrantfile box.img vmlinuz initrd.img
+mv "$box.tmp" "$box"
+echo "$key" >"$out/box.key"
+rm -rf "$work"
+echo "built $box ($(du -h "$box" | cut -f1))"
