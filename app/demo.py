@@ -95,7 +95,9 @@ def main() -> int:
     signal.signal(signal.SIGINT, stop)
     try:
         for name, command in commands.items():
-            children[name] = subprocess.Popen(command, env=env, cwd=REPO_ROOT)
+            # Own sessions: Ctrl-C reaches only the demo, which stops them in order (dashboard
+            # first, producer last) instead of every JVM and worker getting SIGINT at once.
+            children[name] = subprocess.Popen(command, env=env, cwd=REPO_ROOT, start_new_session=True)
         log.info("dashboard: http://127.0.0.1:8501  (Ctrl-C stops everything)")
         while not stopping:
             for name, child in children.items():
