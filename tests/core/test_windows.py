@@ -10,22 +10,13 @@ import pytest
 
 from app.common.schema import Trade
 from app.core.windows import WINDOW_MS, aggregate_all, aggregate_window, vwap, window_start
+from tests.support.exact import half_even_8
 
 
 def trade(trade_id: int, price: str, qty: str, time_ms: int, symbol: str = "BTCUSDT") -> Trade:
     return Trade(
         trade_id, symbol, Decimal(price), Decimal(qty), Decimal(price) * Decimal(qty), time_ms, False
     )
-
-
-def half_even_8(value: Fraction) -> Decimal:
-    """Round an exact rational to 8 places, ties to even, with integer arithmetic only."""
-    scaled = value * 10**8
-    floor = scaled.numerator // scaled.denominator
-    remainder = scaled - floor
-    if remainder > Fraction(1, 2) or (remainder == Fraction(1, 2) and floor % 2 == 1):
-        floor += 1
-    return Decimal(floor).scaleb(-8)
 
 
 @pytest.mark.parametrize(

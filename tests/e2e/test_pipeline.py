@@ -29,6 +29,7 @@ from app.common.schema import Trade, WindowStats
 from app.common.settings import Settings
 from app.core.windows import WINDOW_MS, window_start
 from app.dashboard.feed import WindowFeed
+from tests.support.exact import half_even_8
 from tests.support.fake_exchange import HISTORICAL_TRADES_PATH, TRADES_PATH, FakeExchange
 from tests.support.kafka import create_topics, read_all, unique_topic
 
@@ -70,15 +71,6 @@ def closer(symbol: str, time_ms: int) -> dict[str, Any]:
     """One trade far enough ahead that the watermark passes every test window."""
     return {"price": "1.00000000", "qty": "1.00000000", "quoteQty": "1.00000000", "time": time_ms,
             "isBuyerMaker": False, "isBestMatch": True}  # fmt: skip
-
-
-def half_even_8(value: Fraction) -> Decimal:
-    scaled = value * 10**8
-    floor = scaled.numerator // scaled.denominator
-    rest = scaled - floor
-    if rest > Fraction(1, 2) or (rest == Fraction(1, 2) and floor % 2 == 1):
-        floor += 1
-    return Decimal(floor).scaleb(-8)
 
 
 def expected_windows(symbol: str, trades: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
