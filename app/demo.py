@@ -15,6 +15,7 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 from app.common.settings import Settings
 from app.common.topics import ensure_topics
@@ -49,7 +50,9 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--source", choices=["replay", "binance"], default="replay")
     parser.add_argument("--broker", choices=["auto", "docker", "jars"], default="auto")
-    parser.add_argument("--port", type=int, default=9092)
+    parser.add_argument("--port", type=int, default=9092, help="Kafka port (the controller uses port+1)")
+    parser.add_argument("--dashboard-port", type=int, default=8501)
+    parser.add_argument("--run-dir", type=Path, default=RUN_DIR, help="broker log and Spark checkpoints")
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
 
@@ -63,13 +66,13 @@ def main() -> int:
         start_docker_broker(args.port)
     else:
         log.info("starting Kafka from the Maven Central jars (no Docker daemon)")
-        broker = LocalBroker(data_dir=RUN_DIR / "kafka", port=args.port, controller_port=args.port + 1)
+        broker = LocalBroker(data_dir=args.run_dir / "kafka", port=args.port, controller_port=args.port + 1)
         broker.start()
 
     env = os.environ | {
         "TELEMETRY_KAFKA_BOOTSTRAP_SERVERS": f"127.0.0.1:{args.port}",
         "TELEMETRY_SOURCE": args.source,
-        "TELEMETRY_CHECKPOINT_DIR": str(RUN_DIR / "checkpoints"),
+        "TELEMETRY_CHECKPOINT_DIR": str(args.run_dir / "checkpoints"),
         "SPARK_LOCAL_IP": "127.0.0.1",
         "PYSPARK_PYTHON": sys.executable,
     }
@@ -80,12 +83,13 @@ def main() -> int:
         "spark": [python, "-m", "app.processing"],
         "dashboard": [
             python, "-m", "streamlit", "run", str(REPO_ROOT / "app/dashboard/app.py"),
-            "--server.address", "127.0.0.1", "--server.port", "8501", "--server.headless", "true",
+            "--server.address", "127.0.0.1", "--server.port", str(args.dashboard_port),
+            "--server.headless", "true",
             "--browser.gatherUsageStats", "false",
         ],
     }  # fmt: skip
     children: dict[str, subprocess.Popen[bytes]] = {}
-    stopping = False
+    stopping = failed = False
 
     def stop(*_: object) -> None:
         nonlocal stopping
@@ -98,12 +102,12 @@ def main() -> int:
             # Own sessions: Ctrl-C reaches only the demo, which stops them in order (dashboard
             # first, producer last) instead of every JVM and worker getting SIGINT at once.
             children[name] = subprocess.Popen(command, env=env, cwd=REPO_ROOT, start_new_session=True)
-        log.info("dashboard: http://127.0.0.1:8501  (Ctrl-C stops everything)")
+        log.info("dashboard: http://127.0.0.1:%d  (Ctrl-C stops everything)", args.dashboard_port)
         while not stopping:
             for name, child in children.items():
                 if child.poll() is not None:
                     log.error("%s exited with %s; stopping the demo", name, child.returncode)
-                    stopping = True
+                    stopping = failed = True
             time.sleep(0.5)
     finally:
         for name, child in reversed(children.items()):
@@ -119,7 +123,7 @@ def main() -> int:
         elif use_docker:
             subprocess.run(["docker", "stop", DOCKER_CONTAINER], capture_output=True)
         log.info("stopped")
-    return 0
+    return 1 if failed else 0
 
 
 if __name__ == "__main__":
