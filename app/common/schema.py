@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import re
+import time
 from dataclasses import dataclass, fields
 from decimal import Decimal, InvalidOperation
 from typing import Any
@@ -21,6 +22,11 @@ from typing import Any
 # Binance quotes every price and quantity with at most 8 decimal places.
 MAX_DECIMAL_PLACES = 8
 _DECIMAL_TEXT = re.compile(r"[0-9]{1,20}(\.[0-9]{1,8})?")
+
+
+def now_ms() -> int:
+    """The wall clock in the wire format's unit: milliseconds since the Unix epoch."""
+    return time.time_ns() // 1_000_000
 
 
 class RecordError(ValueError):

@@ -35,7 +35,7 @@ from typing import Any
 from kafka import KafkaConsumer, TopicPartition
 from kafka.errors import KafkaError, NoBrokersAvailable
 
-from app.common.schema import WindowStats
+from app.common.schema import WindowStats, now_ms
 from app.common.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -146,10 +146,6 @@ class _SparkBatches:
         )
 
 
-def _now_ms() -> int:
-    return time.time_ns() // 1_000_000
-
-
 def _int(payload: Mapping[str, Any], name: str, default: int = 0) -> int:
     value = payload.get(name, default)
     if isinstance(value, bool) or not isinstance(value, int):
@@ -170,7 +166,7 @@ class WindowFeed:
         history_hours: float = 24.0,
         timeout_s: float = 3.0,
         offsets_every_s: float = 2.0,
-        clock_ms: Callable[[], int] = _now_ms,
+        clock_ms: Callable[[], int] = now_ms,
     ) -> None:
         """`timeout_s` bounds each Kafka request and connection attempt; `offsets_every_s` is how often
         the dead-letter count and the broker's liveness are re-checked."""

@@ -12,6 +12,7 @@ import time
 
 import streamlit as st
 
+from app.common.schema import now_ms
 from app.common.settings import Settings
 from app.dashboard import view
 from app.dashboard.charts import chart_specs
@@ -47,10 +48,6 @@ def open_feed(
     )
     feed.start()
     return feed
-
-
-def now_ms() -> int:
-    return time.time_ns() // 1_000_000
 
 
 def symbol_options(seen: list[str], configured: tuple[str, ...]) -> list[str]:

@@ -20,6 +20,7 @@ from requests.adapters import HTTPAdapter
 from urllib3.util.retry import Retry
 
 from app.common.schema import RecordError, Trade
+from app.common.schema import now_ms as wall_clock_ms
 from app.common.settings import Settings
 from app.producer.metrics import ProducerMetrics
 from app.producer.trades import classify_poll, trades_from_body
@@ -79,10 +80,6 @@ class _SymbolState:
     due: float = 0.0  # time.monotonic() of the next request
 
 
-def _now_ms() -> int:
-    return time.time_ns() // 1_000_000
-
-
 class BinanceSource:
     """`TradeSource` over the Binance REST API (or anything at `binance_base_url` that speaks it)."""
 
@@ -132,7 +129,7 @@ class BinanceSource:
         if wait_s > 0:
             self._stop.wait(min(wait_s, MAX_BLOCK_S))
             return []
-        now_ms = _now_ms()
+        now_ms = wall_clock_ms()
         delay_ms = self._budget.delay_ms(REQUEST_WEIGHT, now_ms)
         if delay_ms > 0:
             self._announce_block(now_ms, delay_ms)
@@ -170,7 +167,7 @@ class BinanceSource:
         except requests.RequestException as exc:
             self._failed(state, "connection", str(exc), path)
             return None
-        now_ms = _now_ms()
+        now_ms = wall_clock_ms()
         used = parse_used_weight(response.headers.get(USED_WEIGHT_HEADER))
         if used is not None:
             self._budget.observe_used(used, now_ms)
@@ -211,7 +208,7 @@ class BinanceSource:
 
     def _parse(self, body: bytes, symbol: str, state: _SymbolState, path: str) -> list[Trade] | None:
         try:
-            trades = trades_from_body(body, symbol, _now_ms())
+            trades = trades_from_body(body, symbol, wall_clock_ms())
         except RecordError as exc:
             # Nothing from this answer is used: the same ids are asked for again.
             self._failed(state, "malformed", str(exc), path)

@@ -14,12 +14,11 @@ import dataclasses
 import itertools
 import logging
 import threading
-import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from app.common.schema import RecordError, Trade
+from app.common.schema import RecordError, Trade, now_ms
 from app.common.settings import Settings
 from app.producer.trades import trade_from_csv
 
@@ -96,10 +95,6 @@ def load_plan(path: Path, symbol: str) -> ReplayPlan:
         raise ReplayFileError(f"{path}: {exc}") from None
 
 
-def _now_ms() -> int:
-    return time.time_ns() // 1_000_000
-
-
 class ReplaySource:
     """`TradeSource` over a recorded file, for the demo and for load tests."""
 
@@ -122,7 +117,7 @@ class ReplaySource:
         self._next = 0 if previous is None else self._plan.index_after(previous.trade_id)
         self._anchor_virtual = self._plan.at(self._next).trade_time
         # Never go back in time behind what the topic already holds.
-        self._anchor_wall = max(_now_ms(), previous.trade_time if previous else 0)
+        self._anchor_wall = max(now_ms(), previous.trade_time if previous else 0)
         log.info(
             "event=resume source=replay symbol=%s last_id=%s next_id=%d",
             self._symbol,
@@ -138,7 +133,7 @@ class ReplaySource:
     def next_batch(self) -> list[Trade]:
         if self._stop.is_set():
             return []
-        now = _now_ms()
+        now = now_ms()
         batch: list[Trade] = []
         while len(batch) < BATCH_SIZE:
             trade = self._plan.at(self._next)

@@ -16,7 +16,7 @@ from typing import Any
 
 from confluent_kafka import KafkaError, KafkaException, Message, Producer
 
-from app.common.schema import Trade
+from app.common.schema import Trade, now_ms
 from app.common.settings import Settings
 from app.producer.kafka_io import TailError, build_producer, read_tail
 from app.producer.metrics import ProducerMetrics
@@ -29,10 +29,6 @@ METRICS_INTERVAL_S = 5.0
 METRICS_KEY = b"producer"
 SHUTDOWN_FLUSH_S = 15.0
 REBUILD_SETTLE_S = 1.0
-
-
-def _now_ms() -> int:
-    return time.time_ns() // 1_000_000
 
 
 class ProducerService:
@@ -182,7 +178,7 @@ class ProducerService:
             if error is not None:
                 log.warning("event=metrics_not_delivered error=%r", str(error))
 
-        payload = self._metrics.to_json(_now_ms())
+        payload = self._metrics.to_json(now_ms())
         try:
             self._producer.produce(
                 self._settings.metrics_topic, key=METRICS_KEY, value=payload, on_delivery=report
