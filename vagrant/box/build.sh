@@ -19,7 +19,8 @@ out=$(cd "$out" && pwd)
 kafka_jars="$repo/.cache/jars/kafka"
 key=$({
     # install-ansible.sh is left out: what it bakes in is decided by the pin in requirements-dev.txt.
-    cat "$here"/build.sh "$here"/kafka-image.sh "$here"/Vagrantfile.box "$repo/requirements-dev.txt"
+    cat "$here"/build.sh "$here"/kafka-image.sh "$here"/Vagrantfile.box "$repo/requirements-dev.txt" \
+        "$repo"/tests/ansible/images/kafka/bin/* "$repo/tests/ansible/images/kafka/log4j2.yaml"
     ls "$kafka_jars"
 } | sha256sum | cut -c1-16)
 box="$out/telemetry-bookworm.box"
