@@ -11,15 +11,10 @@ feed must show the same windows. The observed trade -> aggregate latency is writ
 from __future__ import annotations
 
 import json
-import os
 import random
 import statistics
-import subprocess
-import sys
 import time
-from collections.abc import Iterator
 from decimal import Decimal
-from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
@@ -29,9 +24,9 @@ from app.common.schema import Trade, WindowStats
 from app.common.settings import Settings
 from app.core.windows import WINDOW_MS, window_start
 from app.dashboard.feed import WindowFeed
-from tests.support.exact import half_even_8
 from tests.support.fake_exchange import HISTORICAL_TRADES_PATH, TRADES_PATH, FakeExchange
-from tests.support.kafka import create_topics, read_all, unique_topic
+from tests.support.kafka import read_all
+from tests.support.pipeline import Process, expected_windows, pipeline_env, wait_for
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 RESULTS = REPO_ROOT / "results"
@@ -73,100 +68,9 @@ def closer(symbol: str, time_ms: int) -> dict[str, Any]:
             "isBuyerMaker": False, "isBestMatch": True}  # fmt: skip
 
 
-def expected_windows(symbol: str, trades: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
-    """Independent of app.core: exact rationals, plain sorting."""
-    groups: dict[int, list[dict[str, Any]]] = {}
-    for t in trades:
-        groups.setdefault(t["time"] - t["time"] % WINDOW_MS, []).append(t)
-    result = {}
-    for start, group in groups.items():
-        by_time = sorted(group, key=lambda t: (t["time"], t["id"]))
-        notional = sum(Fraction(t["price"]) * Fraction(t["qty"]) for t in group)
-        volume = sum(Fraction(t["qty"]) for t in group)
-        result[f"{symbol}|{start}"] = {
-            "open": Decimal(by_time[0]["price"]),
-            "close": Decimal(by_time[-1]["price"]),
-            "high": max(Decimal(t["price"]) for t in group),
-            "low": min(Decimal(t["price"]) for t in group),
-            "vwap": half_even_8(notional / volume),
-            "quote_volume": notional,
-            "base_volume": volume,
-            "trade_count": len(group),
-            "first_trade_id": min(t["id"] for t in group),
-            "last_trade_id": max(t["id"] for t in group),
-        }
-    return result
-
-
-class Process:
-    """A pipeline process run as `python -m module`, its output kept for the failure report."""
-
-    def __init__(self, module: str, env: dict[str, str], log_path: Path) -> None:
-        self.log_path = log_path
-        self._log = log_path.open("wb")
-        self.popen = subprocess.Popen(
-            [sys.executable, "-m", module], env=env, cwd=REPO_ROOT, stdout=self._log, stderr=subprocess.STDOUT
-        )
-
-    def alive(self) -> bool:
-        return self.popen.poll() is None
-
-    def stop(self) -> None:
-        if self.alive():
-            self.popen.terminate()
-            try:
-                self.popen.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                self.popen.kill()
-                self.popen.wait()
-        self._log.close()
-
-    def tail(self, lines: int = 40) -> str:
-        return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
-
-
-@pytest.fixture
-def pipeline_env(bootstrap: str, tmp_path: Path) -> Iterator[dict[str, str]]:
-    topics = {
-        "TELEMETRY_RAW_TOPIC": unique_topic("raw"),
-        "TELEMETRY_AGGREGATES_TOPIC": unique_topic("agg"),
-        "TELEMETRY_DEAD_LETTER_TOPIC": unique_topic("dlq"),
-        "TELEMETRY_METRICS_TOPIC": unique_topic("metrics"),
-    }
-    create_topics(bootstrap, [topics["TELEMETRY_RAW_TOPIC"], topics["TELEMETRY_AGGREGATES_TOPIC"]], 2)
-    create_topics(bootstrap, [topics["TELEMETRY_DEAD_LETTER_TOPIC"], topics["TELEMETRY_METRICS_TOPIC"]])
-    yield (
-        os.environ
-        | topics
-        | {
-            "TELEMETRY_KAFKA_BOOTSTRAP_SERVERS": bootstrap,
-            "TELEMETRY_SYMBOLS": ",".join(SYMBOLS),
-            "TELEMETRY_SOURCE": "binance",
-            "TELEMETRY_POLL_INTERVAL_S": "0.2",
-            "TELEMETRY_WEIGHT_BUDGET_PER_MINUTE": "6000",  # the fake exchange is ours to load
-            "TELEMETRY_HTTP_TIMEOUT_S": "5",
-            "TELEMETRY_CHECKPOINT_DIR": str(tmp_path / "checkpoints"),
-            "TELEMETRY_WATERMARK_DELAY": "10 seconds",
-            "TELEMETRY_TRIGGER_INTERVAL": "500 milliseconds",
-            "SPARK_LOCAL_IP": "127.0.0.1",
-            "PYSPARK_PYTHON": sys.executable,
-        }
-    )
-
-
-def wait_for(condition: Any, timeout_s: float, what: str, processes: list[Process]) -> None:
-    deadline = time.monotonic() + timeout_s
-    while not condition():
-        for process in processes:
-            assert process.alive(), f"{process.log_path.name} died:\n{process.tail()}"
-        if time.monotonic() > deadline:
-            details = "\n\n".join(f"== {p.log_path.name}\n{p.tail()}" for p in processes)
-            raise AssertionError(f"timed out after {timeout_s}s waiting for {what}\n{details}")
-        time.sleep(1)
-
-
-def test_trades_flow_exactly_from_exchange_to_dashboard(pipeline_env: dict[str, str], tmp_path: Path) -> None:
-    settings = Settings.from_env(pipeline_env)
+def test_trades_flow_exactly_from_exchange_to_dashboard(bootstrap: str, tmp_path: Path) -> None:
+    env = pipeline_env(bootstrap, tmp_path / "checkpoints", SYMBOLS)
+    settings = Settings.from_env(env)
 
     def live_rows() -> int:
         return len(read_all(settings.kafka_bootstrap_servers, settings.aggregates_topic))
@@ -180,13 +84,13 @@ def test_trades_flow_exactly_from_exchange_to_dashboard(pipeline_env: dict[str, 
     first_window = window_start(int(time.time() * 1000)) - (WINDOWS + 3) * WINDOW_MS
     processes: list[Process] = []
     with FakeExchange(symbols=SYMBOLS, initial_trades=0, weight_limit=6000) as exchange:
-        pipeline_env["TELEMETRY_BINANCE_BASE_URL"] = exchange.base_url
+        env["TELEMETRY_BINANCE_BASE_URL"] = exchange.base_url
         try:
-            spark = Process("app.processing", pipeline_env, tmp_path / "processing.log")
+            spark = Process("app.processing", env, tmp_path / "processing.log")
             processes.append(spark)
             # Latency is measured from here on, so the job's start-up must be over first.
             wait_for(lambda: "streaming " in spark.log_path.read_text(), 180, "the Spark queries", processes)
-            processes.append(Process("app.producer", pipeline_env, tmp_path / "producer.log"))
+            processes.append(Process("app.producer", env, tmp_path / "producer.log"))
             wait_for(lambda: len(exchange.requests(TRADES_PATH)) >= 2, 60, "the first polls", processes)
 
             planned = {s: make_trades(s, first_window, rng) for s in SYMBOLS}

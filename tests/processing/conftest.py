@@ -16,7 +16,6 @@ from typing import Any
 
 import pytest
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
-from kafka.admin import KafkaAdminClient, NewTopic
 from kafka.consumer.fetcher import ConsumerRecord
 from pyspark.sql import SparkSession
 
@@ -26,7 +25,7 @@ from app.core.windows import WINDOW_MS, window_start
 from app.processing.job import start_job
 from app.processing.session import build_session
 from tests.processing import dataset
-from tests.support.kafka import read_all, unique_topic, write_raw
+from tests.support.kafka import create_topics, read_all, unique_topic, write_raw
 
 PROBE_SYMBOL = "PROBEUSDT"
 PROBES = 5
@@ -64,11 +63,7 @@ def prepare_topics(settings: Settings, records: list[dataset.Record]) -> None:
     ]
     # The trades are dated 2026-01-01 and carry that as their Kafka timestamp: under the broker's
     # default 7-day retention its cleaner deletes them mid-test, so these topics keep data forever.
-    admin = KafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap_servers, client_id="tests-processing")
-    try:
-        admin.create_topics([NewTopic(name, 1, 1, topic_configs={"retention.ms": "-1"}) for name in topics])
-    finally:
-        admin.close()
+    create_topics(settings.kafka_bootstrap_servers, topics, configs={"retention.ms": "-1"})
     write_records(settings.kafka_bootstrap_servers, settings.raw_topic, records)
 
 

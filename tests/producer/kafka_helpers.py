@@ -9,7 +9,6 @@ from contextlib import contextmanager
 from typing import Any
 
 from kafka import KafkaConsumer, TopicPartition
-from kafka.admin import KafkaAdminClient, NewTopic
 
 from app.common.schema import RecordError, Trade
 from app.common.settings import Settings
@@ -44,16 +43,6 @@ def running_service(
         stop.set()
         thread.join(timeout=30)
         assert not thread.is_alive(), "the producer did not stop within 30 s"
-
-
-def create_unexpiring_topic(bootstrap: str, name: str, partitions: int = 1) -> None:
-    """A topic that keeps records of any age: a replay at speed 0 keeps the file's 2025 trade
-    times as Kafka timestamps, which the default 7-day retention deletes at its next check."""
-    admin = KafkaAdminClient(bootstrap_servers=bootstrap, client_id="producer-tests-admin")
-    try:
-        admin.create_topics([NewTopic(name, partitions, 1, topic_configs={"retention.ms": "-1"})])
-    finally:
-        admin.close()
 
 
 def end_offset_total(bootstrap: str, topic: str) -> int:

@@ -17,7 +17,6 @@ from app.producer.source import TradeSource
 from app.producer.trades import trade_from_binance
 from tests.producer.kafka_helpers import (
     assert_exactly_once,
-    create_unexpiring_topic,
     end_offset_total,
     ids_by_symbol,
     published_trades,
@@ -105,7 +104,8 @@ def test_a_restart_resumes_after_the_topic_tail_skipping_bad_records(
 
 def test_replay_publishes_a_continuous_stream_and_resumes(bootstrap: str) -> None:
     raw = unique_topic("raw")
-    create_unexpiring_topic(bootstrap, raw)
+    # Replayed 2025 trade times would fall to the default 7-day retention at its next check.
+    create_topics(bootstrap, [raw], configs={"retention.ms": "-1"})
     settings = _settings(bootstrap, symbols=("BTCUSDT",), raw_topic=raw, source="replay", replay_speed=0.0)
 
     def replay(_metrics: ProducerMetrics, stop: threading.Event) -> TradeSource:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 import uuid
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 from kafka.admin import KafkaAdminClient, NewTopic
@@ -15,10 +15,13 @@ def unique_topic(prefix: str) -> str:
     return f"{prefix}_{uuid.uuid4().hex[:10]}"
 
 
-def create_topics(bootstrap: str, names: Iterable[str], partitions: int = 1) -> None:
+def create_topics(
+    bootstrap: str, names: Iterable[str], partitions: int = 1, configs: Mapping[str, str] | None = None
+) -> None:
     admin = KafkaAdminClient(bootstrap_servers=bootstrap, client_id="tests-admin")
     try:
-        admin.create_topics([NewTopic(name, partitions, 1) for name in names])
+        topic_configs = dict(configs or {})
+        admin.create_topics([NewTopic(name, partitions, 1, topic_configs=topic_configs) for name in names])
     finally:
         admin.close()
 

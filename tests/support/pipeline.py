@@ -1,0 +1,178 @@
+"""Running the pipeline's own processes for end-to-end tests, benchmarks and the fault matrix:
+fresh topics per run, `python -m app.<part>` children in their own process groups (so a SIGKILL or
+an RSS reading covers the JVM a Spark driver starts), bounded waits, and an exact reference for
+closed windows that shares no code with app.core."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterable, Mapping
+from decimal import Decimal
+from fractions import Fraction
+from pathlib import Path
+from typing import Any
+
+from app.core.windows import WINDOW_MS
+from tests.support.exact import half_even_8
+from tests.support.kafka import create_topics, unique_topic
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+PAGE_SIZE = os.sysconf("SC_PAGE_SIZE")
+
+
+def pipeline_env(
+    bootstrap: str, checkpoint_dir: Path, symbols: Iterable[str], partitions: int = 2, **overrides: str
+) -> dict[str, str]:
+    """The environment of one pipeline run: four new topics on `bootstrap`, loopback everywhere.
+    The raw topic never expires records, so trades with old times (replays, reprocessing) stay."""
+    topics = {
+        "TELEMETRY_RAW_TOPIC": unique_topic("raw"),
+        "TELEMETRY_AGGREGATES_TOPIC": unique_topic("agg"),
+        "TELEMETRY_DEAD_LETTER_TOPIC": unique_topic("dlq"),
+        "TELEMETRY_METRICS_TOPIC": unique_topic("metrics"),
+    }
+    create_topics(bootstrap, [topics["TELEMETRY_RAW_TOPIC"]], partitions, {"retention.ms": "-1"})
+    create_topics(bootstrap, [topics["TELEMETRY_AGGREGATES_TOPIC"]], partitions)
+    create_topics(bootstrap, [topics["TELEMETRY_DEAD_LETTER_TOPIC"], topics["TELEMETRY_METRICS_TOPIC"]])
+    env = dict(os.environ) | topics
+    env |= {
+        "TELEMETRY_KAFKA_BOOTSTRAP_SERVERS": bootstrap,
+        "TELEMETRY_SYMBOLS": ",".join(symbols),
+        "TELEMETRY_SOURCE": "binance",
+        "TELEMETRY_POLL_INTERVAL_S": "0.2",
+        "TELEMETRY_WEIGHT_BUDGET_PER_MINUTE": "6000",  # the fake exchange is ours to load
+        "TELEMETRY_HTTP_TIMEOUT_S": "5",
+        "TELEMETRY_CHECKPOINT_DIR": str(checkpoint_dir),
+        "TELEMETRY_WATERMARK_DELAY": "10 seconds",
+        "TELEMETRY_TRIGGER_INTERVAL": "500 milliseconds",
+        "SPARK_LOCAL_IP": "127.0.0.1",
+        "PYSPARK_PYTHON": sys.executable,
+    }
+    return env | overrides
+
+
+class Process:
+    """A pipeline process run as `python -m module` in its own process group, its output kept for
+    the failure report."""
+
+    def __init__(self, module: str, env: Mapping[str, str], log_path: Path, *args: str) -> None:
+        self.module = module
+        self.log_path = log_path
+        self._log = log_path.open("ab")
+        self.popen = subprocess.Popen(
+            [sys.executable, "-m", module, *args],
+            env=dict(env),
+            cwd=REPO_ROOT,
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+
+    @property
+    def pid(self) -> int:
+        return self.popen.pid
+
+    def alive(self) -> bool:
+        return self.popen.poll() is None
+
+    def kill(self) -> int:
+        """SIGKILL the whole group (a Spark driver's JVM too); returns the exit status (-9)."""
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.popen.pid, signal.SIGKILL)
+        status = self.popen.wait(timeout=30)
+        self._log.close()
+        return status
+
+    def stop(self) -> None:
+        if self.alive():
+            os.killpg(self.popen.pid, signal.SIGTERM)
+            try:
+                self.popen.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.popen.pid, signal.SIGKILL)
+                self.popen.wait()
+        self._log.close()
+
+    def rss_bytes(self) -> int:
+        """Resident memory of the process and every descendant (0 once it has exited)."""
+        return sum(_rss(pid) for pid in _descendants(self.popen.pid))
+
+    def log_text(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+    def tail(self, lines: int = 40) -> str:
+        return "\n".join(self.log_text().splitlines()[-lines:])
+
+
+def _descendants(root: int) -> list[int]:
+    children: dict[int, list[int]] = {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat", "rb") as stat:
+                # The command name may hold spaces and parentheses: the fields follow the last ')'.
+                parent = int(stat.read().rsplit(b")", 1)[1].split()[1])
+        except (OSError, IndexError, ValueError):
+            continue
+        children.setdefault(parent, []).append(int(entry))
+    found, todo = [], [root]
+    while todo:
+        pid = todo.pop()
+        found.append(pid)
+        todo.extend(children.get(pid, []))
+    return found
+
+
+def _rss(pid: int) -> int:
+    try:
+        with open(f"/proc/{pid}/statm", "rb") as statm:
+            return int(statm.read().split()[1]) * PAGE_SIZE
+    except (OSError, IndexError, ValueError):
+        return 0
+
+
+def wait_for(
+    condition: Callable[[], object], timeout_s: float, what: str, processes: Iterable[Process] = ()
+) -> None:
+    """Poll `condition` every second; fail with the processes' logs if one dies or time runs out."""
+    watched = list(processes)
+    deadline = time.monotonic() + timeout_s
+    while not condition():
+        for process in watched:
+            assert process.alive(), f"{process.log_path.name} died:\n{process.tail()}"
+        if time.monotonic() > deadline:
+            details = "\n\n".join(f"== {p.log_path.name}\n{p.tail()}" for p in watched)
+            raise AssertionError(f"timed out after {timeout_s}s waiting for {what}\n{details}")
+        time.sleep(1)
+
+
+def expected_windows(symbol: str, trades: Iterable[Mapping[str, Any]]) -> dict[str, dict[str, Any]]:
+    """Closed windows of Binance-shaped trades, keyed like WindowStats.key. Independent of app.core:
+    exact rationals, plain sorting."""
+    groups: dict[int, list[Mapping[str, Any]]] = {}
+    for t in trades:
+        groups.setdefault(t["time"] - t["time"] % WINDOW_MS, []).append(t)
+    result = {}
+    for start, group in groups.items():
+        by_time = sorted(group, key=lambda t: (t["time"], t["id"]))
+        notional = sum((Fraction(t["price"]) * Fraction(t["qty"]) for t in group), Fraction(0))
+        volume = sum((Fraction(t["qty"]) for t in group), Fraction(0))
+        result[f"{symbol}|{start}"] = {
+            "open": Decimal(by_time[0]["price"]),
+            "close": Decimal(by_time[-1]["price"]),
+            "high": max(Decimal(t["price"]) for t in group),
+            "low": min(Decimal(t["price"]) for t in group),
+            "vwap": half_even_8(notional / volume),
+            "quote_volume": notional,
+            "base_volume": volume,
+            "trade_count": len(group),
+            "first_trade_id": min(t["id"] for t in group),
+            "last_trade_id": max(t["id"] for t in group),
+        }
+    return result
