@@ -103,4 +103,16 @@ def _convert(name: str, kind: Any, raw: str) -> Any:
         raise SystemExit(f"invalid {ENV_PREFIX}{name.upper()}={raw!r}: {exc}") from None
 
 
-__all__ = ["ENV_PREFIX", "Settings"]
+_DURATION_UNITS_MS = {"millisecond": 1, "second": 1000, "minute": 60_000, "hour": 3_600_000}
+
+
+def duration_ms(text: str) -> int:
+    """A Spark interval such as "10 seconds" or "500 milliseconds", in milliseconds."""
+    parts = text.split()
+    unit = parts[-1].lower().removesuffix("s") if len(parts) == 2 else ""
+    if unit not in _DURATION_UNITS_MS or not parts[0].replace(".", "", 1).isdigit():
+        raise ValueError(f"not a duration like '10 seconds': {text!r}")
+    return int(float(parts[0]) * _DURATION_UNITS_MS[unit])
+
+
+__all__ = ["ENV_PREFIX", "Settings", "duration_ms"]

@@ -2,8 +2,11 @@
 
 `/api/v3/trades` gives the latest trades; when its oldest id is past the last one published,
 `/api/v3/historicalTrades?fromId=` fills the hole first, so every id goes out exactly once and in
-order. 429 pauses every symbol for Retry-After, 418 (IP ban) stops all polling for the ban
-period; 5xx, timeouts, dropped connections and bad bodies back off with jitter and are counted.
+order. Symbols advance together in event time: of the symbols due, the least complete is fetched
+first, and trades more than half the watermark delay ahead of the least published symbol wait in
+memory, so a catch-up never makes another symbol's trades late for the streaming job. 429 pauses
+every symbol for Retry-After, 418 (IP ban) stops all polling for the ban period; 5xx, timeouts,
+dropped connections and bad bodies back off with jitter and are counted.
 """
 
 from __future__ import annotations
@@ -13,7 +16,7 @@ import random
 import threading
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import requests
 from requests.adapters import HTTPAdapter
@@ -21,9 +24,9 @@ from urllib3.util.retry import Retry
 
 from app.common.schema import RecordError, Trade
 from app.common.schema import now_ms as wall_clock_ms
-from app.common.settings import Settings
+from app.common.settings import Settings, duration_ms
 from app.producer.metrics import ProducerMetrics
-from app.producer.trades import classify_poll, trades_from_body
+from app.producer.trades import classify_poll, releasable, release_horizon_ms, trades_from_body
 from app.producer.weight_budget import (
     WeightBudget,
     backoff_s,
@@ -46,6 +49,9 @@ BACKOFF_CAP_S = 30.0
 DEFAULT_BAN_S = 120.0
 # The run loop publishes metrics and checks for shutdown at least this often.
 MAX_BLOCK_S = 1.0
+# A symbol failing this many times in a row stops holding the others back in event time (a delisted
+# symbol must not stall the rest); its later trades may then arrive late for the streaming job.
+STALLED_AFTER_FAILURES = 5
 
 
 def http_session() -> requests.Session:
@@ -78,6 +84,14 @@ class _SymbolState:
     backfill_to: int | None = None  # set while ids up to this one are being back-filled
     failures: int = 0
     due: float = 0.0  # time.monotonic() of the next request
+    complete_to_ms: int | None = None  # every trade up to this trade time has been fetched
+    pending: list[Trade] = field(default_factory=list)  # fetched, held back by the event-time horizon
+
+    def published_to_ms(self) -> int | None:
+        """Trade time up to which this symbol's trades have all gone out (or are known not to exist)."""
+        if self.pending:
+            return self.pending[0].trade_time - 1
+        return self.complete_to_ms
 
 
 class BinanceSource:
@@ -109,11 +123,14 @@ class BinanceSource:
         self._session = session or http_session()
         self._jitter = jitter
         self._states = {symbol: _SymbolState() for symbol in settings.symbols}
+        self._lead_ms = duration_ms(settings.watermark_delay) // 2
         self._announced_block = 0
 
     def resume(self, last: Mapping[str, Trade]) -> None:
         for symbol, state in self._states.items():
             state.last_id = last[symbol].trade_id if symbol in last else None
+            state.complete_to_ms = last[symbol].trade_time if symbol in last else None
+            state.pending = []
             state.backfill_to = None
             state.failures = 0
             state.due = 0.0
@@ -123,8 +140,10 @@ class BinanceSource:
         self._session.close()
 
     def next_batch(self) -> list[Trade]:
-        # Back-fills first: a symbol with a hole publishes nothing newer until it is filled.
-        symbol, state = min(self._states.items(), key=lambda item: (item[1].backfill_to is None, item[1].due))
+        released = self._release()
+        if released:
+            return released
+        symbol, state = self._choose()
         wait_s = state.due - time.monotonic()
         if wait_s > 0:
             self._stop.wait(min(wait_s, MAX_BLOCK_S))
@@ -141,9 +160,34 @@ class BinanceSource:
         if state.backfill_to is not None and state.last_id is not None:
             params = {"symbol": symbol, "limit": str(PAGE_SIZE), "fromId": str(state.last_id + 1)}
             body = self._get(HISTORICAL_TRADES_PATH, params, state)
-            return [] if body is None else self._on_history(symbol, state, body)
-        body = self._get(TRADES_PATH, {"symbol": symbol, "limit": str(PAGE_SIZE)}, state)
-        return [] if body is None else self._on_latest(symbol, state, body)
+            fetched = [] if body is None else self._on_history(symbol, state, body)
+        else:
+            body = self._get(TRADES_PATH, {"symbol": symbol, "limit": str(PAGE_SIZE)}, state)
+            fetched = [] if body is None else self._on_latest(symbol, state, body, now_ms)
+        state.pending.extend(fetched)
+        return self._release()
+
+    def _choose(self) -> tuple[str, _SymbolState]:
+        """Of the symbols due now, the least complete (it holds the others back; one never fetched
+        goes first); when none is due, the one due soonest."""
+        now = time.monotonic()
+        due = [item for item in self._states.items() if item[1].due <= now]
+        if due:
+            return min(due, key=lambda item: item[1].complete_to_ms or -1)
+        return min(self._states.items(), key=lambda item: item[1].due)
+
+    def _release(self) -> list[Trade]:
+        """The fetched trades of one symbol that the event-time horizon lets out now."""
+        horizon = release_horizon_ms(
+            (s.published_to_ms() for s in self._states.values() if s.failures < STALLED_AFTER_FAILURES),
+            self._lead_ms,
+        )
+        for state in self._states.values():
+            count = releasable(state.pending, horizon)
+            if count:
+                batch, state.pending = state.pending[:count], state.pending[count:]
+                return batch
+        return []
 
     def _announce_block(self, now_ms: int, delay_ms: int) -> None:
         blocked_until = self._budget.blocked_until()
@@ -216,7 +260,7 @@ class BinanceSource:
         state.failures = 0
         return trades
 
-    def _on_latest(self, symbol: str, state: _SymbolState, body: bytes) -> list[Trade]:
+    def _on_latest(self, symbol: str, state: _SymbolState, body: bytes, asked_ms: int) -> list[Trade]:
         trades = self._parse(body, symbol, state, TRADES_PATH)
         if trades is None:
             return []
@@ -233,6 +277,8 @@ class BinanceSource:
             return []
         if outcome.new:
             state.last_id = outcome.new[-1].trade_id
+        # No gap: every trade made before the request is in this answer or was fetched before.
+        state.complete_to_ms = max(asked_ms, state.complete_to_ms or 0)
         # A full page of new trades means more may be waiting: ask again at once.
         full_page = len(outcome.new) >= PAGE_SIZE and len(trades) >= PAGE_SIZE
         state.due = 0.0 if full_page else time.monotonic() + self._poll_interval_s
@@ -255,6 +301,7 @@ class BinanceSource:
         new = [t for t in trades if t.trade_id >= expected]
         if new:
             state.last_id = new[-1].trade_id
+            state.complete_to_ms = max(new[-1].trade_time, state.complete_to_ms or 0)
         if state.last_id >= state.backfill_to or len(trades) < PAGE_SIZE:
             log.info("event=gap_filled symbol=%s up_to=%d", symbol, state.last_id)
             state.backfill_to = None

@@ -5,7 +5,7 @@ from __future__ import annotations
 import itertools
 import json
 import re
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
@@ -131,3 +131,23 @@ def classify_poll(last_id: int | None, trades: Sequence[Trade]) -> PollOutcome:
     if trades and trades[0].trade_id > last_id + 1:
         return PollOutcome(new=[], missing_from=last_id + 1, missing_to=trades[0].trade_id - 1)
     return PollOutcome(new=[t for t in trades if t.trade_id > last_id])
+
+
+def release_horizon_ms(published_to_ms: Iterable[int | None], lead_ms: int) -> int | None:
+    """Newest trade time that may be published now: each symbol has published every trade up to
+    its `published_to_ms`, and no symbol may run more than `lead_ms` ahead of the least advanced
+    one. The streaming job's watermark is shared by all symbols, so a symbol that ran further ahead
+    would make the others' older trades late. None = nothing is known yet, nothing holds back."""
+    known = [t for t in published_to_ms if t is not None]
+    return min(known) + lead_ms if known else None
+
+
+def releasable(pending: Sequence[Trade], horizon_ms: int | None) -> int:
+    """How many of `pending` (ascending ids) may go out: the prefix up to the first trade past the
+    horizon, so ids stay in order."""
+    if horizon_ms is None:
+        return len(pending)
+    for count, trade in enumerate(pending):
+        if trade.trade_time > horizon_ms:
+            return count
+    return len(pending)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import threading
+import time
 from collections.abc import Callable
 from decimal import Decimal
 from typing import Any
@@ -171,3 +172,33 @@ def test_an_unknown_symbol_is_counted_and_does_not_stop_the_others(exchange: Fak
     got = drain(source, 1.5)
     assert len(ids_of(got, "BTCUSDT")) == 1000
     assert metrics.http_errors["4xx"] >= 1
+
+
+def test_a_catch_up_keeps_every_symbol_within_half_the_watermark_in_event_time(
+    exchange: FakeExchange,
+) -> None:
+    """The job's watermark is shared by all symbols: had one symbol's back-log gone out ahead of
+    the other's, the other's older trades would be late and dropped from the aggregates."""
+    source, metrics = _source(exchange, watermark_delay="10 seconds")
+    last = {s: exchange.trades(s)[-1] for s in SYMBOLS}
+    # Down for 200 s; the market made 150 s of trades per symbol meanwhile: 2.5 pages each.
+    start = int(time.time() * 1000) - 200_000
+    source.resume(
+        {s: dataclasses.replace(_at(exchange, s, last[s]["id"]), trade_time=start) for s in SYMBOLS}
+    )
+    for symbol in SYMBOLS:
+        exchange.append(
+            symbol,
+            trades=[
+                {"price": "1.5", "qty": "2", "quoteQty": "3", "time": start + 60 * i, "isBuyerMaker": False}
+                for i in range(1, 2501)
+            ],
+        )
+    got = drain(source, 10.0, until=_caught_up(exchange, SYMBOLS))
+    newest = 0
+    for trade in got:
+        assert trade.trade_time >= newest - 5_000, f"{trade} went out after {newest}, beyond the lead"
+        newest = max(newest, trade.trade_time)
+    for symbol in SYMBOLS:
+        assert ids_of(got, symbol) == list(range(last[symbol]["id"] + 1, last[symbol]["id"] + 2501))
+    assert metrics.gaps_backfilled == 2

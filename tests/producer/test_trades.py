@@ -10,6 +10,8 @@ import pytest
 from app.common.schema import RecordError, Trade
 from app.producer.trades import (
     classify_poll,
+    releasable,
+    release_horizon_ms,
     time_to_ms,
     trade_from_binance,
     trade_from_csv,
@@ -131,3 +133,20 @@ def test_gap_reports_the_missing_range_and_publishes_nothing_newer() -> None:
     outcome = classify_poll(100, _trades(500, 501))
     assert outcome.new == []
     assert (outcome.missing_from, outcome.missing_to) == (101, 499)
+
+
+def _trade_at(trade_id: int, time_ms: int) -> Trade:
+    return Trade(trade_id, "BTCUSDT", Decimal("1"), Decimal("1"), Decimal("1"), time_ms, False)
+
+
+def test_the_release_horizon_is_the_least_advanced_symbol_plus_the_lead() -> None:
+    assert release_horizon_ms([10_000, None, 4_000], lead_ms=5_000) == 9_000
+    assert release_horizon_ms([None, None], lead_ms=5_000) is None
+
+
+def test_only_the_prefix_up_to_the_horizon_is_released_so_ids_stay_in_order() -> None:
+    pending = [_trade_at(1, 100), _trade_at(2, 300), _trade_at(3, 150)]
+    assert releasable(pending, 200) == 1
+    assert releasable(pending, 99) == 0
+    assert releasable(pending, 300) == 3
+    assert releasable(pending, None) == 3
