@@ -7,13 +7,17 @@ PY := $(VENV)/bin/python
 JARS := .cache/jars
 SPARK_CONNECTOR_JARS := spark-sql-kafka-0-10_2.13,spark-token-provider-kafka-0-10_2.13,kafka-clients,commons-pool2
 SOURCE ?= replay
+# full: the published figures; ci: the reduced run CI makes (minutes, fails on any correctness break).
+SIZE ?= full
 
-.PHONY: help install venv jars system-deps demo test lint molecule vagrant-test clean
+.PHONY: help install venv jars system-deps demo test lint bench faults molecule vagrant-test clean
 
 help:
 	@echo "make demo          run the whole pipeline locally (SOURCE=replay|binance), dashboard on :8501"
 	@echo "make test          install everything and run the test suite (what CI runs)"
 	@echo "make lint          ruff, mypy, yamllint, ansible-lint"
+	@echo "make bench         latency, throughput, catch-up, memory, dashboard, exactness (SIZE=full|ci)"
+	@echo "make faults        the fault matrix: kill, stop, bad answers, bad records (SIZE=full|ci)"
 	@echo "make molecule      verify the Ansible roles on local systemd containers"
 	@echo "make vagrant-test  vagrant up/verify/destroy through vagrant-libvirt (slow)"
 
@@ -59,6 +63,12 @@ lint: venv
 	$(VENV)/bin/mypy
 	$(VENV)/bin/yamllint -s ansible inventory
 	cd ansible && ../$(VENV)/bin/ansible-lint --profile production
+
+bench: install system-deps
+	$(PY) -m tests.bench --size $(SIZE)
+
+faults: install system-deps
+	$(PY) -m tests.faults --size $(SIZE)
 
 molecule: install
 	bash tests/ansible/molecule.sh

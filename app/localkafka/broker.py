@@ -54,8 +54,12 @@ def port_open(port: int) -> bool:
 
 
 def _cluster_id() -> str:
-    # Kafka cluster ids are 16 random bytes in URL-safe base64 without padding.
-    return base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+    # Kafka cluster ids are 16 random bytes in URL-safe base64 without padding. One in 64 would
+    # begin with "-", which kafka-storage reads as an option: Kafka's own Uuid.randomUuid redraws.
+    while True:
+        cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+        if not cluster_id.startswith("-"):
+            return cluster_id
 
 
 @dataclass

@@ -100,13 +100,18 @@ class Process:
 
     def rss_bytes(self) -> int:
         """Resident memory of the process and every descendant (0 once it has exited)."""
-        return sum(_rss(pid) for pid in _descendants(self.popen.pid))
+        return tree_rss_bytes(self.popen.pid)
 
     def log_text(self) -> str:
         return self.log_path.read_text(errors="replace")
 
     def tail(self, lines: int = 40) -> str:
         return "\n".join(self.log_text().splitlines()[-lines:])
+
+
+def tree_rss_bytes(root: int) -> int:
+    """Resident memory of a process and every descendant (0 once they have exited)."""
+    return sum(_rss(pid) for pid in _descendants(root))
 
 
 def _descendants(root: int) -> list[int]:

@@ -1,0 +1,185 @@
+"""`python -m tests.bench --size full|ci`: see tests/bench/__init__.py."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import shutil
+import signal
+import sys
+import tempfile
+import time
+import traceback
+from collections.abc import Callable
+from dataclasses import asdict
+from pathlib import Path
+from types import FrameType
+from typing import Any
+
+from app.common.settings import Settings
+from app.localkafka.broker import LocalBroker
+from tests.bench import checks, machine, report
+from tests.bench.catchup import run_catch_up
+from tests.bench.dashboard import run_dashboard
+from tests.bench.live import run_live
+from tests.bench.memory import RssSampler
+from tests.bench.replay import run_replay
+from tests.bench.sizes import SIZES, TUNED_LATENCY
+from tests.bench.stack import default_settings_env
+from tests.support.pipeline import REPO_ROOT
+
+log = logging.getLogger("tests.bench")
+RESULTS = REPO_ROOT / "results" / "bench"
+
+
+def _attempt(results: dict[str, Any], phase: str, run: Callable[..., Any], *args: Any) -> Any:
+    """Run one phase; a broken phase (a process died, a bounded wait ran out) is a failure of the
+    benchmark, recorded, and the other phases still run."""
+    started = time.monotonic()
+    log.info("phase %s", phase)
+    try:
+        return run(*args)
+    except Exception as exc:
+        log.error("phase %s failed: %s", phase, exc)
+        results.setdefault("errors", {})[phase] = "".join(traceback.format_exception_only(exc))[-4000:]
+        return None
+    finally:
+        results.setdefault("phase_seconds", {})[phase] = round(time.monotonic() - started, 1)
+
+
+def _interrupt(signum: int, _frame: FrameType | None) -> None:
+    raise KeyboardInterrupt(f"signal {signum}")
+
+
+def _missed(run: dict[str, Any] | None) -> bool:
+    if not run:
+        return False
+    for measures in run["latency_ms"].values():
+        summary = measures.get("trade_time") or {}
+        if summary.get("p50") is None or summary["p50"] > 1500 or summary["p99"] > 3000:
+            return True
+    return False
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m tests.bench", description=__doc__)
+    parser.add_argument("--size", choices=sorted(SIZES), default="full")
+    parser.add_argument("--no-browser", action="store_true", help="no headless Chromium on the dashboard")
+    parser.add_argument("--keep", action="store_true", help="keep the work directory (logs) afterwards")
+    parser.add_argument("--only", default="", help="comma-separated phases: live,replay,catch_up,dashboard")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    # kafka-python narrates every fetch it cancels when read_all() closes a consumer.
+    logging.getLogger("kafka").setLevel(logging.CRITICAL)
+    logging.getLogger("streamlit").setLevel(logging.WARNING)
+    signal.signal(signal.SIGTERM, _interrupt)  # stop every child through the finally blocks
+    size = SIZES[args.size]
+    only = set(filter(None, args.only.split(",")))
+
+    def wanted(phase: str) -> bool:
+        return not only or phase in only
+
+    started = time.monotonic()
+    results: dict[str, Any] = {
+        "size": size.name,
+        "machine": machine.describe(),
+        "started_unix": int(time.time()),
+        "settings_defaults": default_settings_env() | {"TELEMETRY_SYMBOLS": ",".join(Settings().symbols)},
+        "sizes": asdict(size),
+    }
+    work = Path(tempfile.mkdtemp(prefix="bench-"))
+    log.info("work directory %s", work)
+    samples: dict[str, Any] = {}
+    broker = LocalBroker(data_dir=work / "kafka")
+    try:
+        broker = LocalBroker(data_dir=work / "kafka")
+        broker.start()
+        if wanted("live"):
+            sampler = RssSampler()
+            browser = not args.no_browser
+            default = _attempt(
+                results, "latency_default", run_live, broker, work / "live-default", size, "default", {},
+                sampler, browser,
+            )  # fmt: skip
+            results["memory"] = sampler.report()
+            runs = [default]
+            if size.tuned_latency and _missed(default):
+                # The same stack (dashboard and browser too), so the two runs compare like for like.
+                tuned_sampler = RssSampler()
+                tuned = _attempt(
+                    results, "latency_tuned", run_live, broker, work / "live-tuned", size, "tuned",
+                    TUNED_LATENCY, tuned_sampler, browser,
+                )  # fmt: skip
+                if tuned:
+                    tuned["memory"] = tuned_sampler.report()
+                runs.append(tuned)
+            results["latency"] = {}
+            for run in filter(None, runs):
+                samples[run["variant"]] = run.pop("samples")
+                results["latency"][run["variant"]] = run
+        if wanted("replay"):
+            replay_dir = work / "replay"
+            replay = _attempt(
+                results, "replay", run_replay, broker, replay_dir, size.replay_trades, size.replay_variants
+            )
+            if replay:
+                results["replay"] = replay
+        if wanted("catch_up"):
+            results["catch_up"] = {}
+            for budget in size.catch_up_budgets:
+                catch_up_dir = work / f"catch-up-{budget}"
+                run = _attempt(
+                    results,
+                    f"catch_up_{budget}",
+                    run_catch_up,
+                    broker,
+                    catch_up_dir,
+                    size.catch_up_backlog,
+                    budget,
+                )
+                if run:
+                    results["catch_up"][str(budget)] = run
+        if wanted("dashboard"):
+            dashboard = _attempt(
+                results, "dashboard", run_dashboard, broker.bootstrap_servers, size.dashboard_reruns
+            )
+            if dashboard:
+                results["dashboard"] = dashboard
+    except KeyboardInterrupt as exc:  # Ctrl-C or SIGTERM: the children are stopped, report what ran
+        log.warning("interrupted: %s", exc)
+        results["interrupted"] = True
+    finally:
+        broker.stop()
+        results["machine"]["load_average_end"] = machine.load_average()
+        results["wall_seconds"] = round(time.monotonic() - started, 1)
+        if args.keep:
+            log.info("logs kept in %s", work)
+        else:
+            shutil.rmtree(work, ignore_errors=True)
+
+    results["exactness"] = checks.exactness_total(results)
+    failures = checks.correctness_failures(results)
+    results["correctness_failures"] = failures
+    rows = checks.figures(results)
+    results["table"] = [row.__dict__ for row in rows]
+    report.write_json(RESULTS / "bench.json", results)
+    charted = report.latency_chart(RESULTS / "latency.png", samples)
+    print()
+    print(report.table(rows))
+    print()
+    load = f"{results['machine']['load_average_start']} -> {results['machine']['load_average_end']}"
+    written = f"{RESULTS / 'bench.json'}" + (f", {RESULTS / 'latency.png'}" if charted else "")
+    print(f"size {size.name}, {results['wall_seconds']} s, load average {load}; {written}")
+    if results.get("interrupted"):
+        print("\nINTERRUPTED: the figures above are partial")
+        return 130
+    if failures:
+        print("\nCORRECTNESS FAILURES:")
+        for failure in failures:
+            print(f"  - {failure}")
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,167 @@
+"""Pure verdicts over the collected figures: correctness failures (exit status 1) and targets
+(reported as met / not met, never failing: they depend on the machine)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+GIB = 1024**3
+
+TARGETS = {
+    "latency_p50_ms": 1500,
+    "latency_p99_ms": 3000,
+    "replay_trades_per_s": 100_000,
+    "stack_rss_bytes": 3 * GIB,
+    "dashboard_fragment_ms": 100,
+    "share_exact": 1.0,
+}
+
+
+@dataclass(frozen=True)
+class Figure:
+    name: str
+    value: str
+    target: str
+    met: bool | None  # None: informational, no target
+
+
+def correctness_failures(results: Mapping[str, Any]) -> list[str]:
+    failures: list[str] = [f"{phase}: {error}" for phase, error in results.get("errors", {}).items()]
+    for run in results.get("latency", {}).values():
+        failures += _run_failures(f"latency[{run['variant']}]", run)
+    for variant, run in results.get("replay", {}).get("variants", {}).items():
+        if "error" in run:
+            if not run.get("timed_out"):
+                failures.append(f"replay[{variant}]: {run['error'][:500]}")
+        else:
+            failures += _exactness_failures(f"replay[{variant}]", run["exactness"])
+    for run in results.get("catch_up", {}).values():
+        failures += _run_failures(f"catch_up[budget {run['budget_per_minute']}]", run)
+    return failures
+
+
+def _run_failures(name: str, run: Mapping[str, Any]) -> list[str]:
+    failures = []
+    continuity = run["continuity"]
+    if continuity["lost"] or continuity["duplicated"] or continuity["unexpected"]:
+        failures.append(f"{name}: raw topic ids lost/duplicated/unexpected: {continuity}")
+    weight = run["weight"]
+    if weight["max_weight_per_minute"] > weight["budget_per_minute"]:
+        failures.append(
+            f"{name}: used weight {weight['max_weight_per_minute']} in a minute, "
+            f"budget {weight['budget_per_minute']}"
+        )
+    if "exactness" in run:
+        failures += _exactness_failures(name, run["exactness"])
+    return failures
+
+
+def _exactness_failures(name: str, exactness: Mapping[str, Any]) -> list[str]:
+    if exactness["windows"] and exactness["exact"] == exactness["windows"]:
+        return []
+    return [f"{name}: {exactness['exact']}/{exactness['windows']} windows exact: {exactness['mismatches']}"]
+
+
+def _ms(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:,.0f} ms"
+
+
+def figures(results: Mapping[str, Any]) -> list[Figure]:
+    rows: list[Figure] = []
+    for variant, run in results.get("latency", {}).items():
+        for phase, measures in run["latency_ms"].items():
+            for measure, summary in measures.items():
+                p50, p99 = summary["p50"], summary["p99"]
+                label = f"latency {variant} {phase} {measure.replace('_', ' ')}->row"
+                rows.append(
+                    Figure(
+                        f"{label} p50/p95/p99 (n={summary['count']})",
+                        f"{_ms(p50)} / {_ms(summary['p95'])} / {_ms(p99)}",
+                        "p50 <= 1,500 ms, p99 <= 3,000 ms",
+                        p50 is not None
+                        and p99 is not None
+                        and p50 <= TARGETS["latency_p50_ms"]
+                        and p99 <= TARGETS["latency_p99_ms"],
+                    )
+                )
+    for variant, run in results.get("replay", {}).get("variants", {}).items():
+        rate = run.get("trades_per_s")
+        ratio = run.get("ratio_vs_default")
+        rows.append(
+            Figure(
+                f"replay {results['replay']['trades']:,} trades, {variant}",
+                ("too slow: did not finish in its bounded wait" if run.get("timed_out") else "error")
+                if rate is None
+                else f"{rate:,} trades/s (x{ratio} vs default)",
+                ">= 100,000 trades/s" if variant == "default" else "ratio vs default",
+                (rate or 0) >= TARGETS["replay_trades_per_s"] if variant == "default" else None,
+            )
+        )
+    for run in results.get("catch_up", {}).values():
+        weight = run["weight"]
+        rows.append(
+            Figure(
+                f"catch-up {run['backlog']:,} trades at budget {run['budget_per_minute']}",
+                f"{run['trades_per_s'] or 0:,} trades/s = {run['share_of_ceiling']} x ceiling "
+                f"{run['ceiling_trades_per_s']:,}/s; {run['seconds']} s (budget allows "
+                f"{run['budget_bound_seconds']} s); peak weight/min {weight['max_weight_per_minute']}",
+                f"weight/min <= {run['budget_per_minute']}",
+                weight["max_weight_per_minute"] <= run["budget_per_minute"],
+            )
+        )
+    memory = results.get("memory")
+    if memory:
+        for name, peak in memory["peak_rss_bytes"].items():
+            rows.append(Figure(f"peak RSS {name}", f"{peak / GIB:.2f} GiB", "", None))
+        total = memory["peak_stack_rss_bytes"]
+        rows.append(
+            Figure(
+                "peak RSS whole stack (simultaneous), latency default run",
+                f"{total / GIB:.2f} GiB",
+                "<= 3 GiB",
+                total <= 3 * GIB,
+            )
+        )
+    for variant, run in results.get("latency", {}).items():
+        if variant != "default" and "memory" in run:
+            total = run["memory"]["peak_stack_rss_bytes"]
+            name = f"peak RSS whole stack (simultaneous), latency {variant} run"
+            rows.append(Figure(name, f"{total / GIB:.2f} GiB", "<= 3 GiB", total <= 3 * GIB))
+    dashboard = results.get("dashboard")
+    if dashboard:
+        value = dashboard["fragment_ms_median"]
+        rows.append(
+            Figure(
+                f"dashboard fragment rerun, {dashboard['windows_per_symbol']} windows (median of "
+                f"{dashboard['reruns']})",
+                f"{value:.0f} ms (max {dashboard['fragment_ms_max']:.0f}, "
+                f"whole script {dashboard['script_rerun_ms_median']:.0f})",
+                "<= 100 ms",
+                value <= TARGETS["dashboard_fragment_ms"],
+            )
+        )
+    exactness = results.get("exactness")
+    if exactness and exactness["windows"]:
+        share = exactness["share_exact"]
+        rows.append(
+            Figure(
+                "closed windows with VWAP (and every field) exact",
+                f"{exactness['exact']}/{exactness['windows']}",
+                "all",
+                share == TARGETS["share_exact"],
+            )
+        )
+    return rows
+
+
+def exactness_total(results: Mapping[str, Any]) -> dict[str, Any]:
+    """Exactness over the live runs (trades out of order within the watermark) and the replays."""
+    parts = [run["exactness"] for run in results.get("latency", {}).values()]
+    parts += [
+        r["exactness"] for r in results.get("replay", {}).get("variants", {}).values() if "exactness" in r
+    ]
+    windows = sum(p["windows"] for p in parts)
+    exact = sum(p["exact"] for p in parts)
+    return {"windows": windows, "exact": exact, "share_exact": exact / windows if windows else None}

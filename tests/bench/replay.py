@@ -1,0 +1,150 @@
+"""Replay throughput: N trades already in a raw topic, the job started on a fresh checkpoint from the
+earliest offset, timed until each of its three queries has consumed every offset.
+
+trades/s = N / (end of the last micro-batch with input - start of the first one), from the job's own
+progress reports on the metrics topic (batch start time + batch duration), over all three queries:
+the JVM's start-up is left out (reported separately as wall time from process start).
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from app.common.schema import now_ms
+from app.core.windows import WINDOW_MS, window_start
+from app.localkafka.broker import LocalBroker
+from app.processing.job import QUERY_NAMES
+from app.producer.trades import trade_from_binance
+from tests.bench import stats, topics
+from tests.bench.sizes import REPLAY_STATE_STORE, REPLAY_VARIANTS
+from tests.bench.stack import default_settings_env, settings_used, start_spark
+from tests.bench.trades import closer, replay_windows
+from tests.support.pipeline import expected_windows, pipeline_env, wait_for
+
+log = logging.getLogger(__name__)
+
+SYMBOLS = ("BTCUSDT", "ETHUSDT", "SOLUSDT")
+MINUTES = 60
+
+
+@dataclass
+class ReplayData:
+    raw_topic: str
+    trades: int  # records in the raw topic, closers included
+    expected: dict[str, dict[str, Any]]
+    write_s: float
+
+
+def prepare(broker: LocalBroker, work: Path, count: int) -> ReplayData:
+    """Write `count` trades (and one closer per symbol) to a new raw topic; keep the exact reference
+    of every window they make, computed one window at a time."""
+    env = pipeline_env(broker.bootstrap_servers, work / "unused", SYMBOLS)
+    raw_topic = env["TELEMETRY_RAW_TOPIC"]
+    first_window = window_start(now_ms()) - (MINUTES + 120) * WINDOW_MS
+    expected: dict[str, dict[str, Any]] = {}
+    ingest = now_ms()
+    last_id: dict[str, int] = {}
+
+    def records() -> Any:
+        for symbol, window in replay_windows(random.Random(7), SYMBOLS, count, first_window, MINUTES):
+            expected.update(expected_windows(symbol, window))
+            last_id[symbol] = window[-1]["id"]
+            for item in window:
+                trade = trade_from_binance(item, symbol, ingest)
+                yield symbol.encode(), trade.to_json(), trade.trade_time
+        closing = first_window + (MINUTES + 2) * WINDOW_MS
+        for symbol in SYMBOLS:
+            trade = trade_from_binance(closer(closing, last_id[symbol] + 1), symbol, ingest)
+            yield symbol.encode(), trade.to_json(), trade.trade_time
+
+    started = time.monotonic()
+    written = topics.produce_fast(broker.bootstrap_servers, raw_topic, records())
+    return ReplayData(raw_topic, written, expected, round(time.monotonic() - started, 1))
+
+
+def consumed(progress: list[dict[str, Any]], total: int) -> bool:
+    rows = {name: 0 for name in QUERY_NAMES}
+    for metric in progress:
+        if metric.get("query") in rows:
+            rows[metric["query"]] += metric.get("num_input_rows") or 0
+    return all(n >= total for n in rows.values())
+
+
+def busy_span_ms(progress: list[dict[str, Any]]) -> tuple[int, int] | None:
+    """(start of the first batch with input, end of the last one), over every query."""
+    busy = [m for m in progress if m.get("num_input_rows") and m.get("time") is not None]
+    if not busy:
+        return None
+    return min(m["time"] for m in busy), max(m["time"] + (m.get("batch_duration_ms") or 0) for m in busy)
+
+
+def run_variant(broker: LocalBroker, work: Path, data: ReplayData, variant: str) -> dict[str, Any]:
+    work.mkdir(parents=True, exist_ok=True)
+    bootstrap = broker.bootstrap_servers
+    env = pipeline_env(bootstrap, work / "checkpoints", SYMBOLS) | default_settings_env()
+    env |= {"TELEMETRY_RAW_TOPIC": data.raw_topic, "TELEMETRY_STARTING_OFFSETS": "earliest"}
+    env |= REPLAY_VARIANTS[variant]
+    store = REPLAY_STATE_STORE.get(variant, "hdfs")
+    started = time.monotonic()
+    spark = start_spark(env, work / "processing.log", "--state-store", store)
+    try:
+        # Generous: 2,000 trades/s at least, whatever the machine.
+        wait_for(
+            lambda: consumed(topics.metrics(bootstrap, env["TELEMETRY_METRICS_TOPIC"]), data.trades),
+            120 + data.trades / 2_000,
+            "every offset consumed by the three queries",
+            [spark],
+        )
+        wall_s = time.monotonic() - started
+        wait_for(
+            lambda: data.expected.keys() <= topics.final_keys(bootstrap, env["TELEMETRY_AGGREGATES_TOPIC"]),
+            120,
+            "every replayed window final",
+            [spark],
+        )
+    finally:
+        spark.stop()
+    progress = topics.metrics(bootstrap, env["TELEMETRY_METRICS_TOPIC"])
+    span = busy_span_ms(progress)
+    seconds = (span[1] - span[0]) / 1000 if span else None
+    _, finals = topics.aggregates(bootstrap, env["TELEMETRY_AGGREGATES_TOPIC"])
+    batches = {
+        q: sum(1 for m in progress if m.get("query") == q and m.get("num_input_rows")) for q in QUERY_NAMES
+    }
+    longest = max((m.get("batch_duration_ms") or 0 for m in progress), default=0)
+    return {
+        "variant": variant,
+        "state_store": store,
+        "settings": settings_used(env),
+        "trades": data.trades,
+        "busy_seconds": seconds,
+        "trades_per_s": round(data.trades / seconds) if seconds else None,
+        "wall_seconds_incl_startup": round(wall_s, 1),
+        "batches_with_input": batches,
+        "longest_batch_ms": longest,
+        "exactness": stats.compare_windows(data.expected, finals),
+    }
+
+
+def run_replay(broker: LocalBroker, work: Path, count: int, variants: tuple[str, ...]) -> dict[str, Any]:
+    data = prepare(broker, work, count)
+    log.info("replay: %d trades written in %.1f s", data.trades, data.write_s)
+    results: dict[str, Any] = {"trades": data.trades, "write_seconds": data.write_s, "variants": {}}
+    for variant in variants:
+        log.info("replay variant %s", variant)
+        try:
+            results["variants"][variant] = run_variant(broker, work / variant, data, variant)
+        except (AssertionError, TimeoutError) as exc:
+            # Too slow to finish in the bounded wait is a speed figure; a dead job is a failure.
+            first_line = str(exc).split("\n", 1)[0]
+            slow = "timed out" in first_line and "every offset consumed" in first_line
+            results["variants"][variant] = {"variant": variant, "error": str(exc)[-3000:], "timed_out": slow}
+    default = results["variants"].get("default", {}).get("trades_per_s")
+    for figures in results["variants"].values():
+        figures["ratio_vs_default"] = stats.ratio(figures.get("trades_per_s"), default)
+    return results

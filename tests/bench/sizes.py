@@ -1,0 +1,70 @@
+"""The two sizes of the benchmark: `full` (published figures) and `ci` (minutes, correctness gate)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Size:
+    name: str
+    # Latency run: one symbol (the appliance's default), trades fed in real time.
+    warm_up_s: float  # fed before latency counts: Spark's first batches compile
+    live_rate: int  # trades/s, a realistic live market
+    live_s: float
+    burst_rate: int  # trades/s, a burst several pages per poll
+    burst_s: float
+    tuned_latency: bool  # also run the tuned variant when the defaults miss a target
+    # Replay throughput.
+    replay_trades: int
+    replay_variants: tuple[str, ...]
+    # Producer catch-up.
+    catch_up_backlog: int
+    catch_up_budgets: tuple[int, ...]
+    # Dashboard.
+    dashboard_reruns: int
+
+
+SIZES = {
+    "full": Size(
+        name="full",
+        warm_up_s=20,
+        live_rate=300,
+        live_s=90,
+        burst_rate=4000,
+        burst_s=10,
+        tuned_latency=True,
+        replay_trades=1_000_000,
+        replay_variants=("default", "shuffle_200", "trigger_5s", "rocksdb", "max_offsets_100k"),
+        catch_up_backlog=300_000,
+        catch_up_budgets=(6000, 3000),
+        dashboard_reruns=20,
+    ),
+    "ci": Size(
+        name="ci",
+        warm_up_s=15,
+        live_rate=300,
+        live_s=25,
+        burst_rate=3000,
+        burst_s=5,
+        tuned_latency=False,
+        replay_trades=100_000,
+        replay_variants=("default",),
+        catch_up_backlog=20_000,
+        catch_up_budgets=(6000, 3000),
+        dashboard_reruns=5,
+    ),
+}
+
+# Settings overrides of each replay variant: one setting changed at a time from the defaults.
+REPLAY_VARIANTS: dict[str, dict[str, str]] = {
+    "default": {},
+    "shuffle_200": {"TELEMETRY_SHUFFLE_PARTITIONS": "200"},
+    "trigger_5s": {"TELEMETRY_TRIGGER_INTERVAL": "5 seconds"},
+    "rocksdb": {},  # the state store is not a setting: tests/bench/spark_job.py --state-store rocksdb
+    "max_offsets_100k": {"TELEMETRY_MAX_OFFSETS_PER_TRIGGER": "100000"},
+}
+REPLAY_STATE_STORE = {"rocksdb": "rocksdb"}
+
+# The tuned latency variant: a shorter trigger and poll interval.
+TUNED_LATENCY = {"TELEMETRY_TRIGGER_INTERVAL": "500 milliseconds", "TELEMETRY_POLL_INTERVAL_S": "0.5"}

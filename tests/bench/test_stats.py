@@ -1,0 +1,100 @@
+"""The benchmark's pure computations (no broker, no Spark)."""
+
+from __future__ import annotations
+
+import random
+from decimal import Decimal
+from typing import Any
+
+from app.core.windows import WINDOW_MS, aggregate_window
+from app.producer.trades import trade_from_binance
+from tests.bench import checks, stats
+from tests.bench.stats import RowSeen
+from tests.bench.trades import MAX_LATE_MS, PriceWalk, live_trades, replay_windows
+from tests.support.pipeline import expected_windows
+
+
+def test_percentile_is_nearest_rank() -> None:
+    values = list(range(1, 101))
+    assert stats.percentile(values, 50) == 50
+    assert stats.percentile(values, 99) == 99
+    assert stats.percentile(values, 100) == 100
+    assert stats.percentile([7], 95) == 7
+    assert stats.summarize([])["count"] == 0
+
+
+def test_first_row_is_the_first_that_includes_the_trade() -> None:
+    rows = [
+        RowSeen("BTC", 0, 5, 1000),
+        RowSeen("BTC", 60_000, 9, 1100),  # another window
+        RowSeen("BTC", 0, 7, 1200),
+        RowSeen("BTC", 0, 7, 1300),  # the same row again (a replayed batch): not earlier
+        RowSeen("BTC", 0, 12, 1400),
+    ]
+    trades = [("BTC", 3, 0), ("BTC", 5, 0), ("BTC", 6, 0), ("BTC", 12, 0), ("BTC", 13, 0), ("BTC", 8, 60_000)]
+    assert stats.first_row_times(rows, trades) == {3: 1000, 5: 1000, 6: 1200, 12: 1400, 8: 1100}
+
+
+def test_id_continuity_finds_lost_duplicated_and_unexpected() -> None:
+    report = stats.id_continuity([1, 2, 2, 4, 9], [1, 2, 3, 4])
+    assert (report["lost"], report["duplicated"], report["unexpected"]) == (1, 1, 1)
+    assert report["examples"] == {"lost": [3], "duplicated": [2], "unexpected": [9]}
+    assert stats.continuity_ok(stats.id_continuity([1, 2, 3], [1, 2, 3]))
+
+
+def test_replay_windows_stay_in_their_window_and_within_the_watermark() -> None:
+    chunks = list(replay_windows(random.Random(1), ("A", "B"), 2_000, 0, 5))
+    assert len(chunks) == 10
+    for _, trades in chunks:
+        starts = {t["time"] - t["time"] % WINDOW_MS for t in trades}
+        assert len(starts) == 1
+        latest = 0
+        for t in trades:
+            assert t["time"] >= latest - MAX_LATE_MS
+            latest = max(latest, t["time"])
+    ids = [t["id"] for symbol, trades in chunks if symbol == "A" for t in trades]
+    assert ids == list(range(1, len(ids) + 1))
+
+
+def test_generated_trades_parse_and_the_reference_matches_the_app_core() -> None:
+    walk = PriceWalk(random.Random(3))
+    raw = live_trades(walk, 500, now_ms=10 * WINDOW_MS + 30_000)
+    assert any(t["late_ms"] for t in raw)
+    for i, t in enumerate(raw):
+        t["id"] = i + 1
+    trades = [trade_from_binance({k: v for k, v in t.items() if k != "late_ms"}, "BTCUSDT", 0) for t in raw]
+    assert all(
+        t.quote_qty == (t.price * t.qty).quantize(Decimal("1e-8"), rounding="ROUND_DOWN") for t in trades
+    )
+    (key, want), *_ = expected_windows("BTCUSDT", raw).items()
+    got = aggregate_window(trades, is_final=True)
+    assert got.key == key
+    assert stats.compare_windows({key: want}, {key: got})["exact"] == 1
+    wrong = aggregate_window(trades[1:], is_final=True)
+    assert stats.compare_windows({key: want}, {key: wrong})["exact"] == 0
+
+
+def test_cdf_points_end_at_the_maximum() -> None:
+    points = stats.cdf_points(list(range(1000)), points=10)
+    assert len(points) == 10
+    assert points[-1] == (999, 1.0)
+
+
+def test_budget_overrun_and_lost_trades_are_correctness_failures() -> None:
+    ok = stats.id_continuity([1, 2], [1, 2])
+    run: dict[str, Any] = {
+        "budget_per_minute": 3000,
+        "continuity": ok,
+        "weight": {"max_weight_per_minute": 3025, "budget_per_minute": 3000},
+    }
+    assert checks.correctness_failures({"catch_up": {"3000": run}})
+    run["weight"]["max_weight_per_minute"] = 3000
+    assert not checks.correctness_failures({"catch_up": {"3000": run}})
+    run["continuity"] = stats.id_continuity([1], [1, 2])
+    assert checks.correctness_failures({"catch_up": {"3000": run}})
+
+
+def test_budget_bound_counts_the_minute_boundaries_a_backlog_must_cross() -> None:
+    assert stats.budget_bound_s(200, 240, 10.0) == 0.0  # fits in what is left of the first minute
+    assert stats.budget_bound_s(301, 240, 45.0) == 15.0  # waits for the next minute once
+    assert stats.budget_bound_s(301, 120, 45.0) == 75.0  # three minutes: two boundaries
