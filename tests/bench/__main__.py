@@ -24,7 +24,7 @@ from tests.bench.dashboard import run_dashboard
 from tests.bench.live import run_live
 from tests.bench.memory import RssSampler
 from tests.bench.replay import run_replay
-from tests.bench.sizes import SIZES, TUNED_LATENCY
+from tests.bench.sizes import SIZES, SLOWER_LATENCY
 from tests.bench.stack import default_settings_env
 from tests.support.pipeline import REPO_ROOT
 
@@ -49,16 +49,6 @@ def _attempt(results: dict[str, Any], phase: str, run: Callable[..., Any], *args
 
 def _interrupt(signum: int, _frame: FrameType | None) -> None:
     raise KeyboardInterrupt(f"signal {signum}")
-
-
-def _missed(run: dict[str, Any] | None) -> bool:
-    if not run:
-        return False
-    for measures in run["latency_ms"].values():
-        summary = measures.get("trade_time") or {}
-        if summary.get("p50") is None or summary["p50"] > 1500 or summary["p99"] > 3000:
-            return True
-    return False
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -103,16 +93,16 @@ def main(argv: list[str] | None = None) -> int:
             )  # fmt: skip
             results["memory"] = sampler.report()
             runs = [default]
-            if size.tuned_latency and _missed(default):
+            if size.compare_latency:
                 # The same stack (dashboard and browser too), so the two runs compare like for like.
-                tuned_sampler = RssSampler()
-                tuned = _attempt(
-                    results, "latency_tuned", run_live, broker, work / "live-tuned", size, "tuned",
-                    TUNED_LATENCY, tuned_sampler, browser,
+                slower_sampler = RssSampler()
+                slower = _attempt(
+                    results, "latency_trigger_1s_poll_1s", run_live, broker, work / "live-slower", size,
+                    "trigger_1s_poll_1s", SLOWER_LATENCY, slower_sampler, browser,
                 )  # fmt: skip
-                if tuned:
-                    tuned["memory"] = tuned_sampler.report()
-                runs.append(tuned)
+                if slower:
+                    slower["memory"] = slower_sampler.report()
+                runs.append(slower)
             results["latency"] = {}
             for run in filter(None, runs):
                 samples[run["variant"]] = run.pop("samples")

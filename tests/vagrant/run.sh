@@ -48,8 +48,20 @@ export VAGRANT_HOME="$cache/home"
 export VAGRANT_DEFAULT_PROVIDER=libvirt
 export LIBVIRT_DEFAULT_URI=qemu:///system
 
+# What the guest knew when something failed: the services' journals and the broker container.
+guest_diagnostics() {
+    timeout 300 vagrant ssh -c 'sudo systemctl --no-pager --failed; sudo docker ps -a;
+        sudo docker logs --tail 200 kafka 2>&1; for u in kafka telemetry-producer telemetry-processing
+        telemetry-dashboard; do sudo journalctl -u "$u" --no-pager -n 150; done' \
+        >"$results/guest-diagnostics.log" 2>&1 || true
+    echo "guest diagnostics: $results/guest-diagnostics.log" >&2
+}
+
 cleanup() {
     local rc=$?
+    if [[ "$rc" != 0 ]]; then
+        guest_diagnostics
+    fi
     stamp "vagrant destroy -f"
     timeout 600 vagrant destroy -f >"$results/destroy.log" 2>&1 || {
         echo "vagrant destroy failed, see $results/destroy.log" >&2
