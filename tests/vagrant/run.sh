@@ -121,13 +121,13 @@ export TELEMETRY_VM_PRODUCER_SOURCE=replay
 export TELEMETRY_VM_DASHBOARD_HOST_PORT="$port"
 # The box's Kafka image (no registry here), heaps sized to the small guest, a start timeout for a
 # JVM under emulation (the role's 180 s ran out in the first measured run) and for each health probe
-# (a client JVM took over the default 20 s under a loaded host), connector jars from the
+# (a client JVM took over 2 minutes in a guest on a loaded host), connector jars from the
 # checkout (`make jars`) rather than Maven inside the guest.
 export TELEMETRY_VM_ANSIBLE_EXTRA_VARS
 TELEMETRY_VM_ANSIBLE_EXTRA_VARS=$(
     cat <<EOF
 {"kafka_image": "$kafka_image", "kafka_image_pull": false, "kafka_heap_opts": "-Xms384m -Xmx384m",
- "kafka_start_timeout_s": 900, "kafka_healthcheck_timeout_s": 120,
+ "kafka_start_timeout_s": 1800, "kafka_healthcheck_timeout_s": 600,
  "pipeline_jars_source": "controller",
  "pipeline_settings": {"spark_driver_memory": "768m"},
  "pipeline_memory_max": {"producer": "512M", "processing": "2G", "dashboard": "768M"}}
