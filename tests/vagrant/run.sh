@@ -116,7 +116,7 @@ export TELEMETRY_VM_BOX="$box_name"
 export TELEMETRY_VM_MEMORY_MB=${TELEMETRY_VM_MEMORY_MB:-4096}
 export TELEMETRY_VM_CPUS=${TELEMETRY_VM_CPUS:-2}
 export TELEMETRY_VM_DATA_DISK_GB=${TELEMETRY_VM_DATA_DISK_GB:-2}
-export TELEMETRY_VM_LIBVIRT_DRIVER=qemu
+export TELEMETRY_VM_LIBVIRT_DRIVER=${TELEMETRY_VM_LIBVIRT_DRIVER:-qemu}
 export TELEMETRY_VM_PRODUCER_SOURCE=replay
 export TELEMETRY_VM_DASHBOARD_HOST_PORT="$port"
 # The box's Kafka image (no registry here), heaps sized to the small guest, a start timeout for a
