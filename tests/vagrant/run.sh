@@ -14,7 +14,7 @@ cd "$repo"
 cache="$repo/.cache/vagrant"
 results="$repo/results/vagrant"
 mkdir -p "$cache/run" "$results"
-up_timeout=${VAGRANT_TEST_UP_TIMEOUT:-3600}
+up_timeout=${VAGRANT_TEST_UP_TIMEOUT:-7200}
 t0=$(date +%s)
 stamp() { echo "[vagrant-test +$(($(date +%s) - t0))s] $*"; }
 
@@ -50,9 +50,9 @@ export LIBVIRT_DEFAULT_URI=qemu:///system
 
 # What the guest knew when something failed: the services' journals and the broker container.
 guest_diagnostics() {
-    timeout 300 vagrant ssh -c 'sudo systemctl --no-pager --failed; sudo docker ps -a;
-        sudo docker logs --tail 200 kafka 2>&1; for u in kafka telemetry-producer telemetry-processing
-        telemetry-dashboard; do sudo journalctl -u "$u" --no-pager -n 150; done' \
+    local units="kafka telemetry-producer telemetry-processing telemetry-dashboard"
+    timeout 300 vagrant ssh -c "sudo systemctl --no-pager --failed; sudo docker ps -a;
+        sudo docker logs --tail 200 kafka 2>&1; for u in $units; do sudo journalctl -u \$u --no-pager -n 150; done" \
         >"$results/guest-diagnostics.log" 2>&1 || true
     echo "guest diagnostics: $results/guest-diagnostics.log" >&2
 }
