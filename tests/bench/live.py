@@ -24,9 +24,10 @@ from tests.bench import stats, topics
 from tests.bench.memory import RssSampler
 from tests.bench.sizes import Size
 from tests.bench.stack import Dashboard, default_settings_env, settings_used, start_spark
-from tests.bench.trades import PriceWalk, closer, live_trades
+from tests.bench.trades import PriceWalk, live_trades
 from tests.support.fake_exchange import TRADES_PATH, FakeExchange
 from tests.support.pipeline import Process, expected_windows, pipeline_env, tree_rss_bytes, wait_for
+from tests.support.trades import closer
 
 log = logging.getLogger(__name__)
 

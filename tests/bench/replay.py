@@ -23,8 +23,9 @@ from app.producer.trades import trade_from_binance
 from tests.bench import stats, topics
 from tests.bench.sizes import REPLAY_STATE_STORE, REPLAY_VARIANTS
 from tests.bench.stack import default_settings_env, settings_used, start_spark
-from tests.bench.trades import closer, replay_windows
+from tests.bench.trades import replay_windows
 from tests.support.pipeline import expected_windows, pipeline_env, wait_for
+from tests.support.trades import closer
 
 log = logging.getLogger(__name__)
 

@@ -3,9 +3,7 @@ dashboard with a browser session (so its server really renders)."""
 
 from __future__ import annotations
 
-import contextlib
 import os
-import signal
 import subprocess
 import time
 import urllib.request
@@ -13,7 +11,7 @@ from pathlib import Path
 
 from app.common.settings import Settings
 from app.localkafka.broker import free_port
-from tests.support.pipeline import REPO_ROOT, Process, wait_for
+from tests.support.pipeline import REPO_ROOT, Process, stop_group, wait_for
 
 CHROMIUM = "/usr/bin/chromium"
 DASHBOARD_APP = REPO_ROOT / "app" / "dashboard" / "app.py"
@@ -117,14 +115,8 @@ class Dashboard:
             return False
 
     def stop(self) -> None:
-        if self.browser is not None and self.browser.poll() is None:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(self.browser.pid, signal.SIGTERM)
-            try:
-                self.browser.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.browser.pid, signal.SIGKILL)
-                self.browser.wait()
+        if self.browser is not None:
+            stop_group(self.browser, timeout_s=10)
         self.server.stop()
 
 

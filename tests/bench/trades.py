@@ -80,18 +80,3 @@ def replay_windows(
                 next_id[symbol] += 1
                 trades.append(trade)
             yield symbol, trades
-
-
-def closer(time_ms: int, trade_id: int | None = None) -> dict[str, Any]:
-    """One trade far enough ahead that the watermark passes every window before it."""
-    trade: dict[str, Any] = {
-        "price": "1.00000000",
-        "qty": "1.00000000",
-        "quoteQty": "1.00000000",
-        "time": time_ms,
-        "isBuyerMaker": False,
-        "isBestMatch": True,
-    }
-    if trade_id is not None:
-        trade["id"] = trade_id
-    return trade

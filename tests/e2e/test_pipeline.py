@@ -14,7 +14,6 @@ import json
 import random
 import statistics
 import time
-from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +26,7 @@ from app.dashboard.feed import WindowFeed
 from tests.support.fake_exchange import HISTORICAL_TRADES_PATH, TRADES_PATH, FakeExchange
 from tests.support.kafka import read_all
 from tests.support.pipeline import Process, expected_windows, pipeline_env, wait_for
+from tests.support.trades import closer, shuffled_trades
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 RESULTS = REPO_ROOT / "results"
@@ -38,34 +38,6 @@ STEADY = 500  # trades fed in small chunks, the live rate whose latency is recor
 MAX_SHUFFLE_MS = 4_000
 
 pytestmark = pytest.mark.e2e
-
-
-def make_trades(symbol: str, first_window_ms: int, rng: random.Random) -> list[dict[str, Any]]:
-    """Binance-shaped trades spread over WINDOWS minutes, times shuffled against ids."""
-    span = WINDOWS * WINDOW_MS - MAX_SHUFFLE_MS
-    base_price = Decimal(rng.randint(2_000_000, 9_000_000)).scaleb(-2)
-    trades = []
-    for i in range(TRADES_PER_SYMBOL):
-        ordered_time = first_window_ms + MAX_SHUFFLE_MS + span * i // TRADES_PER_SYMBOL
-        price = base_price + Decimal(rng.randint(-50_000, 50_000)).scaleb(-2)
-        qty = Decimal(rng.randint(1, 300_000_000)).scaleb(-8)
-        trades.append(
-            {
-                "price": f"{price:.8f}",
-                "qty": f"{qty:.8f}",
-                "quoteQty": f"{price * qty:.8f}",
-                "time": ordered_time - rng.randint(0, MAX_SHUFFLE_MS),
-                "isBuyerMaker": rng.random() < 0.5,
-                "isBestMatch": True,
-            }
-        )
-    return trades
-
-
-def closer(symbol: str, time_ms: int) -> dict[str, Any]:
-    """One trade far enough ahead that the watermark passes every test window."""
-    return {"price": "1.00000000", "qty": "1.00000000", "quoteQty": "1.00000000", "time": time_ms,
-            "isBuyerMaker": False, "isBestMatch": True}  # fmt: skip
 
 
 def test_trades_flow_exactly_from_exchange_to_dashboard(bootstrap: str, tmp_path: Path) -> None:
@@ -93,7 +65,10 @@ def test_trades_flow_exactly_from_exchange_to_dashboard(bootstrap: str, tmp_path
             processes.append(Process("app.producer", env, tmp_path / "producer.log"))
             wait_for(lambda: len(exchange.requests(TRADES_PATH)) >= 2, 60, "the first polls", processes)
 
-            planned = {s: make_trades(s, first_window, rng) for s in SYMBOLS}
+            planned = {
+                s: shuffled_trades(TRADES_PER_SYMBOL, WINDOWS, first_window, rng, MAX_SHUFFLE_MS)
+                for s in SYMBOLS
+            }
             for symbol in SYMBOLS:
                 exchange.append(symbol, trades=planned[symbol][:WARM_UP])
             wait_for(lambda: live_rows() > 0, 180, "the first live row", processes)
@@ -108,7 +83,7 @@ def test_trades_flow_exactly_from_exchange_to_dashboard(bootstrap: str, tmp_path
                 exchange.append(symbol, trades=planned[symbol][WARM_UP + STEADY :])
             closing_time = first_window + (WINDOWS + 1) * WINDOW_MS + 30_000
             for symbol in SYMBOLS:
-                exchange.append(symbol, trades=[closer(symbol, closing_time)])
+                exchange.append(symbol, trades=[closer(closing_time)])
             served = {s: exchange.trades(s) for s in SYMBOLS}
 
             expected: dict[str, dict[str, Any]] = {}

@@ -7,10 +7,10 @@ from __future__ import annotations
 import json
 import random
 from dataclasses import dataclass
-from decimal import Decimal
 from typing import Any
 
 from app.core.windows import WINDOW_MS
+from tests.support.trades import closer, shuffled_trades
 
 SYMBOLS = ("BTCUSDT", "ETHUSDT")
 MAX_SHUFFLE_MS = 3_000  # out of order by up to 3 s: well inside the 10 s watermark
@@ -30,39 +30,11 @@ class Dataset:
         return [rows[i : i + size] for i in range(0, len(rows), size)]
 
 
-def make_trades(count: int, windows: int, first_window_ms: int, rng: random.Random) -> list[dict[str, Any]]:
-    """`count` trades spread over `windows` minutes from `first_window_ms`, times shuffled."""
-    span = windows * WINDOW_MS - MAX_SHUFFLE_MS
-    base_price = Decimal(rng.randint(2_000_000, 9_000_000)).scaleb(-2)
-    trades = []
-    for i in range(count):
-        ordered_time = first_window_ms + MAX_SHUFFLE_MS + span * i // count
-        price = base_price + Decimal(rng.randint(-50_000, 50_000)).scaleb(-2)
-        qty = Decimal(rng.randint(1, 300_000_000)).scaleb(-8)
-        trades.append(
-            {
-                "price": f"{price:.8f}",
-                "qty": f"{qty:.8f}",
-                "quoteQty": f"{price * qty:.8f}",
-                "time": ordered_time - rng.randint(0, MAX_SHUFFLE_MS),
-                "isBuyerMaker": rng.random() < 0.5,
-                "isBestMatch": True,
-            }
-        )
-    return trades
-
-
-def closer_trade(time_ms: int) -> dict[str, Any]:
-    """A trade far enough ahead that the watermark passes every window of the data set."""
-    return {"price": "1.00000000", "qty": "1.00000000", "quoteQty": "1.00000000", "time": time_ms,
-            "isBuyerMaker": False, "isBestMatch": True}  # fmt: skip
-
-
 def build(seed: int, per_symbol: int, windows: int, first_window_ms: int) -> Dataset:
     rng = random.Random(seed)
-    trades = {s: make_trades(per_symbol, windows, first_window_ms, rng) for s in SYMBOLS}
+    trades = {s: shuffled_trades(per_symbol, windows, first_window_ms, rng, MAX_SHUFFLE_MS) for s in SYMBOLS}
     closing_ms = first_window_ms + (windows + 1) * WINDOW_MS + 30_000
-    return Dataset(first_window_ms, windows, trades, {s: closer_trade(closing_ms) for s in SYMBOLS})
+    return Dataset(first_window_ms, windows, trades, {s: closer(closing_ms) for s in SYMBOLS})
 
 
 def _record(**changes: object) -> bytes:

@@ -29,7 +29,7 @@ from tests.faults.supervisor import Supervised
 from tests.producer.kafka_helpers import end_offset_total
 from tests.support.fake_exchange import HISTORICAL_TRADES_PATH, TRADES_PATH, FakeExchange
 from tests.support.kafka import read_all, write_raw
-from tests.support.pipeline import expected_windows, pipeline_env
+from tests.support.pipeline import expected_windows, pipeline_env, wait_for
 
 log = logging.getLogger(__name__)
 
@@ -72,14 +72,6 @@ class Observation:
     error: str | None = None
     logs: str = ""
     phases: dict[str, float] = field(default_factory=dict)  # seconds spent starting, feeding, ...
-
-
-def _wait(condition: Callable[[], object], timeout_s: float, what: str, interval_s: float = 0.5) -> None:
-    deadline = time.monotonic() + timeout_s
-    while not condition():
-        if time.monotonic() > deadline:
-            raise CaseError(f"timed out after {timeout_s:.0f}s waiting for {what}")
-        time.sleep(interval_s)
 
 
 def _timed(obs: Observation, phase: str, step: Callable[[], None]) -> None:
@@ -169,11 +161,13 @@ class CaseRun:
         self.settings = Settings.from_env(env)
         delay = self.size.restart_delay_s
         self.spark = Supervised("app.processing", env, self.logs / "processing.log", delay)
-        _wait(lambda: self._spark_starts() >= 1, self.size.startup_timeout_s, "the Spark queries", 1.0)
+        wait_for(lambda: self._spark_starts() >= 1, self.size.startup_timeout_s, "the Spark queries")
         self.producer = Supervised("app.producer", env, self.logs / "producer.log", delay)
         assert self.exchange is not None
         exchange = self.exchange
-        _wait(lambda: len(exchange.requests(TRADES_PATH)) >= 2, 60, "the producer's first polls")
+        wait_for(
+            lambda: len(exchange.requests(TRADES_PATH)) >= 2, 60, "the producer's first polls", interval_s=0.5
+        )
 
     def _spark_starts(self) -> int:
         assert self.spark is not None
@@ -194,14 +188,15 @@ class CaseRun:
                 self.fault_thread.start()
                 # The fault must have taken effect before the feed goes on (a kill waits for
                 # the first published trades or windows).
-                _wait(self.injected.is_set, self.size.startup_timeout_s, "the fault to be injected", 0.2)
+                timeout_s = self.size.startup_timeout_s
+                wait_for(self.injected.is_set, timeout_s, "the fault to be injected", interval_s=0.2)
             if index == size.fault_at and self.case.name in ("id_gap", "producer_sigkill"):
                 # More than one /trades page at once (while the producer is down, for the kill):
                 # the next poll sees a hole and back-fills from /historicalTrades.
                 taken = math.ceil(size.burst / size.chunk)
                 self._append({s: [t for c in chunks[s][index : index + taken] for t in c] for s in SYMBOLS})
                 index += taken
-                _wait(self._backfilled, self.size.startup_timeout_s, "a back-fill")
+                wait_for(self._backfilled, self.size.startup_timeout_s, "a back-fill", interval_s=0.5)
                 continue
             self._append({s: chunks[s][index] for s in SYMBOLS})
             index += 1
@@ -235,8 +230,8 @@ class CaseRun:
         assert self.exchange is not None and self.settings is not None
         s = self.settings
         served = sum(len(self.exchange.trade_ids(sym)) for sym in SYMBOLS) + len(self.bad_values)
-        _wait(lambda: _quiet_end_offsets(s.kafka_bootstrap_servers, s.raw_topic) >= served,
-              self.size.settle_timeout_s, "every served trade in the raw topic", 1.0)  # fmt: skip
+        wait_for(lambda: _quiet_end_offsets(s.kafka_bootstrap_servers, s.raw_topic) >= served,
+                 self.size.settle_timeout_s, "every served trade in the raw topic")  # fmt: skip
         want = self._expected().keys()
 
         def closed() -> bool:
@@ -244,7 +239,7 @@ class CaseRun:
             windows = [WindowStats.from_json(r.value) for r in rows]
             return want <= {w.key for w in windows if w.is_final}
 
-        _wait(closed, self.size.settle_timeout_s, "every closed window", 2.0)
+        wait_for(closed, self.size.settle_timeout_s, "every closed window", interval_s=2.0)
         time.sleep(SETTLE_S)
 
     def _expected(self) -> dict[str, dict[str, Any]]:
@@ -269,8 +264,8 @@ class CaseRun:
         assert self.producer is not None and self.settings is not None
         s = self.settings
         # Something must be in the raw topic: a restart on an empty topic is a fresh start.
-        _wait(lambda: _quiet_end_offsets(s.kafka_bootstrap_servers, s.raw_topic) >= 2 * self.size.chunk,
-              60, "the first published trades")  # fmt: skip
+        wait_for(lambda: _quiet_end_offsets(s.kafka_bootstrap_servers, s.raw_topic) >= 2 * self.size.chunk,
+                 60, "the first published trades", interval_s=0.5)  # fmt: skip
         self.producer.kill()
         self.fault_ms = int(time.time() * 1000)
         self.injected.set()
@@ -280,12 +275,12 @@ class CaseRun:
     def _fault_spark(self) -> None:
         assert self.spark is not None and self.settings is not None
         s = self.settings
-        _wait(lambda: _quiet_end_offsets(s.kafka_bootstrap_servers, s.aggregates_topic) >= 1,
-              self.size.startup_timeout_s, "the first live windows")  # fmt: skip
+        wait_for(lambda: _quiet_end_offsets(s.kafka_bootstrap_servers, s.aggregates_topic) >= 1,
+                 self.size.startup_timeout_s, "the first live windows", interval_s=0.5)  # fmt: skip
         self.spark.kill()
         self.fault_ms = int(time.time() * 1000)
         self.injected.set()
-        _wait(lambda: self._spark_starts() >= 2, self.size.startup_timeout_s, "the restarted Spark job", 1.0)
+        wait_for(lambda: self._spark_starts() >= 2, self.size.startup_timeout_s, "the restarted Spark job")
 
     def _fault_broker(self) -> None:
         assert self.broker is not None
@@ -311,7 +306,7 @@ class CaseRun:
         )
         self.injected.set()
         exchange = self.exchange
-        _wait(lambda: exchange.pending_faults() == 0, 60, "the faults to be served")
+        wait_for(lambda: exchange.pending_faults() == 0, 60, "the faults to be served", interval_s=0.5)
 
     def _fault_bad(self) -> None:
         assert self.settings is not None

@@ -89,13 +89,7 @@ class Process:
         return status
 
     def stop(self) -> None:
-        if self.alive():
-            os.killpg(self.popen.pid, signal.SIGTERM)
-            try:
-                self.popen.wait(timeout=60)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.popen.pid, signal.SIGKILL)
-                self.popen.wait()
+        stop_group(self.popen, timeout_s=60)
         self._log.close()
 
     def rss_bytes(self) -> int:
@@ -107,6 +101,19 @@ class Process:
 
     def tail(self, lines: int = 40) -> str:
         return "\n".join(self.log_text().splitlines()[-lines:])
+
+
+def stop_group(popen: subprocess.Popen[bytes], timeout_s: float) -> None:
+    """SIGTERM the process group `popen` leads, SIGKILL it if still there after `timeout_s`."""
+    if popen.poll() is not None:
+        return
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(popen.pid, signal.SIGTERM)
+    try:
+        popen.wait(timeout=timeout_s)
+    except subprocess.TimeoutExpired:
+        os.killpg(popen.pid, signal.SIGKILL)
+        popen.wait()
 
 
 def tree_rss_bytes(root: int) -> int:
@@ -143,9 +150,13 @@ def _rss(pid: int) -> int:
 
 
 def wait_for(
-    condition: Callable[[], object], timeout_s: float, what: str, processes: Iterable[Process] = ()
+    condition: Callable[[], object],
+    timeout_s: float,
+    what: str,
+    processes: Iterable[Process] = (),
+    interval_s: float = 1.0,
 ) -> None:
-    """Poll `condition` every second; fail with the processes' logs if one dies or time runs out."""
+    """Poll `condition` every `interval_s`; fail with the processes' logs if one dies or time runs out."""
     watched = list(processes)
     deadline = time.monotonic() + timeout_s
     while not condition():
@@ -154,7 +165,7 @@ def wait_for(
         if time.monotonic() > deadline:
             details = "\n\n".join(f"== {p.log_path.name}\n{p.tail()}" for p in watched)
             raise AssertionError(f"timed out after {timeout_s}s waiting for {what}\n{details}")
-        time.sleep(1)
+        time.sleep(interval_s)
 
 
 def expected_windows(symbol: str, trades: Iterable[Mapping[str, Any]]) -> dict[str, dict[str, Any]]:
