@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Debian packages for checking the Vagrantfile on this host.
 #   host-deps.sh config   Vagrant and vagrant-libvirt: enough to evaluate and validate the Vagrantfile
-#   host-deps.sh full     also libvirt, QEMU and debootstrap, to `vagrant up` the test box
+#   host-deps.sh full     also libvirt, QEMU, debootstrap and Docker, to build and `vagrant up` the test box
 set -euo pipefail
 
 level=${1:-config}
@@ -16,6 +16,8 @@ if [[ "$level" == full ]]; then
     command -v qemu-system-x86_64 >/dev/null || need+=(qemu-system-x86)
     command -v qemu-img >/dev/null || need+=(qemu-utils)
     command -v debootstrap >/dev/null || need+=(debootstrap)
+    # The box build imports the Kafka image into the guest's Docker store with a dockerd of its own.
+    command -v dockerd >/dev/null || need+=(docker.io)
     command -v dnsmasq >/dev/null || [[ -x /usr/sbin/dnsmasq ]] || need+=(dnsmasq-base)
     command -v iptables >/dev/null || need+=(iptables)
     command -v rsync >/dev/null || need+=(rsync)

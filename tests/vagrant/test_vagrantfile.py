@@ -156,6 +156,8 @@ def test_libvirt_has_the_same_shape(project: Path) -> None:
     assert disk["type"] == "raw"
     # Pre-created fully allocated by the trigger; vagrant-libvirt would make a sparse one otherwise.
     assert disk["allow_existing"] is True
+    # ...and stays so: the guest's discards would punch holes in it.
+    assert disk["discard"] == "ignore"
     assert ["kafka data disk", "up"] in config["triggers"]["before"]
     assert ["kafka data disk", "destroy"] in config["triggers"]["after"]
     assert config["forwarded_ports"][0]["host_ip"] == "127.0.0.1"

@@ -6,7 +6,13 @@
 #
 # Writes OUT_DIR/telemetry-bookworm.box (qcow2 + metadata.json + a box Vagrantfile that boots the
 # box's own kernel directly, since the image has no partition table or boot loader). Rebuilds only
-# when the recipe changed: the box is keyed by this folder, the Ansible pin and the Kafka jars.
+# when the recipe changed: the box is keyed by this folder, the pins, the Kafka jars and the Java
+# package the pipeline role installs.
+#
+# What a TCG guest would spend many minutes on is done here at host speed, the way an air-gapped
+# site prepares a base image: Docker, Java and Ansible are installed, the Kafka image is already in
+# Docker's store, and pip installs from a wheelhouse of the pinned requirements. The playbook still
+# runs every task against it.
 set -euo pipefail
 
 here=$(cd "$(dirname "$0")" && pwd)
@@ -20,6 +26,7 @@ kafka_jars="$repo/.cache/jars/kafka"
 key=$({
     # install-ansible.sh is left out: what it bakes in is decided by the pin in requirements-dev.txt.
     cat "$here"/build.sh "$here"/kafka-image.sh "$here"/Vagrantfile.box "$repo/requirements-dev.txt" \
+        "$repo/requirements.txt" "$repo/ansible/roles/pipeline/defaults/main.yml" \
         "$repo"/tests/ansible/images/kafka/bin/* "$repo/tests/ansible/images/kafka/log4j2.yaml"
     ls "$kafka_jars"
 } | sha256sum | cut -c1-16)
@@ -38,16 +45,22 @@ if [[ -z "$mirror" ]]; then
 fi
 
 work="$out/build"
-rm -rf "$work"
-mkdir -p "$work"
 rootfs="$work/rootfs"
+dockerd_pid=""
+# Releases what the build holds: the chroot's bind mounts, and the dockerd below with the network
+# namespace it mounts under its exec root. Also run before the build, after an interrupted one.
 cleanup() {
-    for m in proc sys dev/pts dev; do
-        mountpoint -q "$rootfs/$m" && umount -l "$rootfs/$m"
-    done
+    if [[ -n "$dockerd_pid" ]]; then
+        kill "$dockerd_pid" 2>/dev/null && wait "$dockerd_pid" 2>/dev/null
+        dockerd_pid=""
+    fi
+    { grep -o " $work/[^ ]*" /proc/mounts || true; } | sort -r | xargs -r -n1 umount -l
     return 0
 }
 trap cleanup EXIT
+cleanup
+rm -rf "$work"
+mkdir -p "$work"
 
 # Downloaded packages are kept for the next rebuild (debootstrap fetches ~150 MB otherwise).
 debs="$out/debs"
@@ -91,27 +104,7 @@ mount --bind /dev "$rootfs/dev"
 mount --bind /dev/pts "$rootfs/dev/pts"
 rm -f "$rootfs/etc/resolv.conf"
 cp /etc/resolv.conf "$rootfs/etc/resolv.conf"
-# The guest cannot reach a container registry: it gets a Kafka image built here, imported at boot.
-install -d "$rootfs/var/lib/telemetry-box"
-bash "$here/kafka-image.sh" "$kafka_jars" "$mirror" "$rootfs/var/lib/telemetry-box/kafka-rootfs.tar" "$debs"
-kafka_version=$(basename "$(ls "$kafka_jars"/kafka_2.13-*.jar | head -1)" .jar)
-kafka_version=${kafka_version#kafka_2.13-}
-echo "telemetry-box/kafka:$kafka_version" >"$rootfs/var/lib/telemetry-box/kafka-image"
-cat >"$rootfs/etc/systemd/system/telemetry-kafka-image.service" <<'EOF'
-[Unit]
-Description=Import the box's local Kafka image into Docker
-Requires=docker.service
-After=docker.service
-ConditionPathExists=/var/lib/telemetry-box/kafka-rootfs.tar
-
-[Service]
-Type=oneshot
-RemainAfterExit=yes
-ExecStart=/bin/sh -c 'image=$(cat /var/lib/telemetry-box/kafka-image); docker image inspect "$image" >/dev/null 2>&1 || docker import /var/lib/telemetry-box/kafka-rootfs.tar "$image"'
-
-[Install]
-WantedBy=multi-user.target
-EOF
+java_package=$(awk '/^pipeline_java_package:/ {print $2}' "$repo/ansible/roles/pipeline/defaults/main.yml")
 install -m 0755 "$repo/vagrant/install-ansible.sh" "$rootfs/tmp/install-ansible.sh"
 cp "$repo/requirements-dev.txt" "$rootfs/tmp/requirements-dev.txt"
 # A clean environment: the host's own variables (pip find-links, proxies of this machine) are not the guest's.
@@ -126,16 +119,17 @@ chroot "$rootfs" /usr/bin/env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin HOME=/root L
     chmod 0440 /etc/sudoers.d/vagrant
     install -d -m 0700 -o vagrant -g vagrant /home/vagrant/.ssh
     echo "UseDNS no" >/etc/ssh/sshd_config.d/vagrant.conf
-    # Docker is baked in so the Kafka image below can be imported before the playbook looks for it;
-    # the docker role then finds the package installed and configures it as on any host.
-    apt-get install -y -qq --no-install-recommends docker.io >/dev/null
-    systemctl enable telemetry-kafka-image.service >/dev/null 2>&1
+    # The docker and pipeline roles find these installed and configure them as on any host
+    # (docker-compose is the compose package the docker role picks on Debian); the fresh package lists
+    # spare the roles an `apt-get update` while the box is under an hour old, as in CI.
+    apt-get update -qq
+    apt-get install -y -qq --no-install-recommends docker.io docker-compose "$1" python3-pip >/dev/null
     # Ansible is baked in so the slow part of the install (thousands of small files) runs at host
     # speed; the same script runs on the Ubuntu box at `vagrant up` and finds nothing to do here.
     /tmp/install-ansible.sh /tmp/requirements-dev.txt
     apt-get clean
     rm -f /tmp/install-ansible.sh /tmp/requirements-dev.txt
-'
+' bash "$java_package"
 install -m 0600 -o 1000 -g 1000 "$insecure_key" "$rootfs/home/vagrant/.ssh/authorized_keys"
 ln -sf /run/systemd/resolve/stub-resolv.conf "$rootfs/etc/resolv.conf"
 rm -f "$rootfs"/etc/ssh/ssh_host_*
@@ -158,20 +152,42 @@ ln -sf /etc/systemd/system/ssh-hostkeys.service \
 : >"$rootfs/etc/machine-id"
 cleanup
 
-# pyspark is published only as a source archive; building its wheel takes many minutes under
-# emulation. A wheel this host already built for the pinned version is put in the pip cache the
-# pipeline role uses, so the role's own `pip install` finds it there (it still installs everything).
-pyspark_pin=$(grep -E '^pyspark==' "$repo/requirements.txt" | head -1)
-role_pip_cache=$(awk '/^pipeline_pip_cache_dir:/ {print $2}' "$repo/ansible/roles/pipeline/defaults/main.yml" 2>/dev/null || true)
-host_pip_cache=$(python3 -m pip cache dir 2>/dev/null || true)
-if [[ -n "$pyspark_pin" && -n "$role_pip_cache" && -d "$host_pip_cache/wheels" ]]; then
-    while IFS= read -r wheel; do
-        rel=$(dirname "${wheel#"$host_pip_cache"/}")
-        mkdir -p "$rootfs$role_pip_cache/$rel"
-        cp -a "$(dirname "$wheel")/." "$rootfs$role_pip_cache/$rel/"
-        echo "seeded $(basename "$wheel") into $role_pip_cache"
-    done < <(find "$host_pip_cache/wheels" -name "pyspark-${pyspark_pin#pyspark==}-*.whl")
-fi
+# The guest cannot reach a container registry: the Kafka image is built here and imported into the
+# guest's Docker store by a dockerd of this host (the same Debian docker.io), as a pull would leave it.
+kafka_version=$(basename "$(ls "$kafka_jars"/kafka_2.13-*.jar | head -1)" .jar)
+kafka_image="telemetry-box/kafka:${kafka_version#kafka_2.13-}"
+bash "$here/kafka-image.sh" "$kafka_jars" "$mirror" "$work/kafka-rootfs.tar" "$debs"
+dockerd_run="$work/dockerd"
+mkdir -p "$dockerd_run"
+dockerd --data-root "$rootfs/var/lib/docker" --exec-root "$dockerd_run/exec" --pidfile "$dockerd_run/pid" \
+    -H "unix://$dockerd_run/sock" --bridge none --iptables=false --ip-masq=false \
+    >"$dockerd_run/log" 2>&1 &
+dockerd_pid=$!
+export DOCKER_HOST="unix://$dockerd_run/sock"
+for _ in $(seq 60); do
+    docker version >/dev/null 2>&1 && break
+    kill -0 "$dockerd_pid" 2>/dev/null || break
+    sleep 1
+done
+docker import "$work/kafka-rootfs.tar" "$kafka_image" >/dev/null
+docker image inspect "$kafka_image" --format "imported {{.RepoTags}} ({{.Size}} bytes)"
+cleanup
+unset DOCKER_HOST
+rm -f "$work/kafka-rootfs.tar"
+
+# pip in the guest installs the pinned requirements from this wheelhouse only: pyspark is published
+# as a source archive whose wheel takes many minutes to build under emulation, and the rest would be
+# downloaded through the guest's emulated network. Host and guest are both Debian bookworm, Python 3.11.
+wheels=/var/cache/telemetry-box/wheels
+"$repo/.venv/bin/python" -m pip wheel --quiet --disable-pip-version-check -r "$repo/requirements.txt" \
+    -w "$rootfs$wheels"
+{
+    echo "[global]"
+    [[ -f /etc/pip.conf ]] && awk '/^cert *=/' /etc/pip.conf
+    echo "find-links = $wheels"
+    echo "no-index = true"
+} >"$rootfs/etc/pip.conf"
+echo "wheelhouse: $(ls "$rootfs$wheels" | wc -l) wheels, $(du -sh "$rootfs$wheels" | cut -f1)"
 
 cp "$(ls "$rootfs"/boot/vmlinuz-* | sort -V | tail -1)" "$work/vmlinuz"
 cp "$(ls "$rootfs"/boot/initrd.img-* | sort -V | tail -1)" "$work/initrd.img"

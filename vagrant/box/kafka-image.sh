@@ -3,7 +3,7 @@
 # (/opt/kafka/bin/*.sh, /opt/kafka/libs), for guests that cannot reach a container registry. It is
 # made from Apache Kafka's own jars from Maven Central (the same ones the tests' LocalBroker runs,
 # `make jars`), a Debian Java runtime, and the launchers of Molecule's Kafka image
-# (tests/ansible/images/kafka). The test box imports it with `docker import` at boot.
+# (tests/ansible/images/kafka). build.sh imports it into the test box's Docker store.
 #
 #   kafka-image.sh KAFKA_JARS_DIR MIRROR OUT_TAR [DEB_CACHE_DIR]
 set -euo pipefail
