@@ -59,6 +59,12 @@ guest_diagnostics() {
 
 cleanup() {
     local rc=$?
+    # A signal arrived while vagrant up ran: stop it (timeout passes the TERM on, and KILLs after
+    # 120 s) before destroying the VM under it.
+    if [[ -n "${up_job:-}" ]] && kill -0 "$up_job" 2>/dev/null; then
+        pkill -TERM -P $$ -x timeout || true
+        wait "$up_job" || true
+    fi
     if [[ "$rc" != 0 ]]; then
         guest_diagnostics
     fi
@@ -107,11 +113,11 @@ fi
 
 # A port nobody else on this shared host is using, for the dashboard's forward.
 port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
-kafka_version=$(basename "$(ls .cache/jars/kafka/kafka_2.13-*.jar | head -1)" .jar)
-kafka_image="telemetry-box/kafka:${kafka_version#kafka_2.13-}"
+kafka_image=$(cat "$cache/box/kafka-image")
 
 # The guest is kept small (software emulation is ~6x slower than the host, and the host is shared);
-# the seed's sizes stay the defaults and are checked by the fast tests above.
+# the seed's sizes stay the defaults and are checked by the fast tests above. Two vCPUs: with one,
+# the broker was starved of CPU under emulation and never became healthy in 30 minutes.
 export TELEMETRY_VM_BOX="$box_name"
 export TELEMETRY_VM_MEMORY_MB=${TELEMETRY_VM_MEMORY_MB:-4096}
 export TELEMETRY_VM_CPUS=${TELEMETRY_VM_CPUS:-2}
@@ -138,7 +144,11 @@ up_start=$(date +%s)
 # Each line stamped with the host's clock: where the time goes under emulation. A progress bar's
 # redraws (erase-line escapes) are cut down to the last one.
 stamp_lines() { while IFS= read -r line; do printf '%(%T)T %s\n' -1 "${line##*$'\e[K'}"; done; }
-if ! timeout "$up_timeout" vagrant up --provider=libvirt 2>&1 | stamp_lines >"$results/up.log"; then
+# In the background, because bash runs a trap only after the foreground command ends: a TERM now
+# reaches the EXIT trap at once.
+timeout -k 120 "$up_timeout" vagrant up --provider=libvirt 2>&1 | stamp_lines >"$results/up.log" &
+up_job=$!
+if ! wait "$up_job"; then
     tail -40 "$results/up.log" >&2
     stamp "vagrant up failed after $(($(date +%s) - up_start)) s, see $results/up.log"
     exit 1

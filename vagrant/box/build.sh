@@ -204,6 +204,8 @@ cp "$here/Vagrantfile.box" "$work/Vagrantfile"
 # Uncompressed: the qcow2 is already compact and gzip would cost a minute of CPU on every rebuild.
 tar -C "$work" -cf "$box.tmp" metadata.json Vagrantfile box.img vmlinuz initrd.img
 mv "$box.tmp" "$box"
+# The image the box holds, for the test's playbook variables.
+echo "$kafka_image" >"$out/kafka-image"
 echo "$key" >"$out/box.key"
 rm -rf "$work"
 echo "built $box ($(du -h "$box" | cut -f1))"
