@@ -70,14 +70,13 @@ def test_shows_kpis_chart_and_health_from_kafka(
 ) -> None:
     configure(monkeypatch, bootstrap, topics)
     current = minute(now_ms())
-    # Both the newest window and the one before it have 90 trades, so "trades/s over the last
-    # completed minute" is 1.50 whichever of them is the last completed one when the app runs.
+    # The newest window is this minute's and the one before it the previous minute's, both with 90
+    # trades, so "trades/s over the last completed minute" is 1.50 whether the app runs in this
+    # minute or, on a slow machine, after it has turned.
     rows = [
-        final(window(current - 2 * WINDOW_MS, ["99.00"] * 90, first_id=1)),
-        window(
-            current - WINDOW_MS, ["100.00"] * 30 + ["102.00"] * 60, ["1"] * 30 + ["1.5"] * 60, first_id=100
-        ),
-        window(current - WINDOW_MS, ["3000.00"], symbol="ETHUSDT", first_id=1000),
+        final(window(current - WINDOW_MS, ["99.00"] * 90, first_id=1)),
+        window(current, ["100.00"] * 30 + ["102.00"] * 60, ["1"] * 30 + ["1.5"] * 60, first_id=100),
+        window(current, ["3000.00"], symbol="ETHUSDT", first_id=1000),
     ]
     seed_windows(bootstrap, topics.aggregates, rows)
     seed_metrics(
