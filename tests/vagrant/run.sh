@@ -127,12 +127,17 @@ export TELEMETRY_VM_PRODUCER_SOURCE=replay
 export TELEMETRY_VM_DASHBOARD_HOST_PORT="$port"
 # The box's Kafka image (no registry here), heaps sized to the small guest, a start timeout for a
 # JVM under emulation (the role's 180 s ran out in the first measured run), connector jars from the
-# checkout (`make jars`) rather than Maven inside the guest.
+# checkout (`make jars`) rather than Maven inside the guest. The broker's session with its own
+# controller outlasts the 30 s stalls an emulated JVM has on a busy host (at the default 9 s the
+# broker fenced itself and every client lost its leader), and the offsets topic has 4 partitions
+# instead of 50, which the emulated broker takes minutes to create.
 export TELEMETRY_VM_ANSIBLE_EXTRA_VARS
 TELEMETRY_VM_ANSIBLE_EXTRA_VARS=$(
     cat <<EOF
 {"kafka_image": "$kafka_image", "kafka_image_pull": false, "kafka_heap_opts": "-Xms384m -Xmx384m",
  "kafka_start_timeout_s": 1800,
+ "kafka_server_properties": {"broker.session.timeout.ms": 60000, "broker.heartbeat.interval.ms": 6000,
+                             "offsets.topic.num.partitions": 4},
  "pipeline_jars_source": "controller",
  "pipeline_settings": {"spark_driver_memory": "768m"},
  "pipeline_memory_max": {"producer": "512M", "processing": "2G", "dashboard": "768M"}}

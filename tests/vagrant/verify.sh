@@ -67,17 +67,26 @@ check "data disk capacity is $want bytes (is $capacity)" test "$capacity" = "$wa
 check "data disk fully allocated ($allocation of $capacity bytes)" test "$allocation" -ge "$capacity"
 
 # 3. Trades flow end to end: the replayed trades reach the raw topic and windows come out of Spark.
+# The sum of a topic's end offsets, read by the pipeline's own Kafka client in the guest: a Kafka
+# command-line tool would start a JVM for every poll, which takes a minute of emulated CPU beside
+# the broker it is asking.
 end_offsets() {
-    # A short-lived tool: C1 and the serial collector start it faster (the role's topic script does the same).
-    guest "sudo docker exec --env KAFKA_JVM_PERFORMANCE_OPTS='-XX:TieredStopAtLevel=1 -XX:+UseSerialGC' kafka \
-        /opt/kafka/bin/kafka-get-offsets.sh --bootstrap-server 127.0.0.1:9092 --topic $1" |
-        tr -d '\r' | awk -F: '{s += $3} END {print s + 0}'
+    guest "/opt/telemetry/venv/bin/python - $1" <<'EOF' | tr -d '\r' | tail -1
+import sys
+
+from kafka import KafkaConsumer, TopicPartition
+
+topic = sys.argv[1]
+consumer = KafkaConsumer(bootstrap_servers="127.0.0.1:9092", api_version_auto_timeout_ms=30000)
+partitions = [TopicPartition(topic, p) for p in consumer.partitions_for_topic(topic) or ()]
+print(sum(consumer.end_offsets(partitions).values()) if partitions else 0)
+EOF
 }
 has_records() {
     local n
-    n=$(end_offsets "$1")
-    echo "     $1: $n records"
-    ((n > 0))
+    n=$(end_offsets "$1" || true)
+    echo "     $1: ${n:-no answer} records"
+    [[ "$n" =~ ^[0-9]+$ ]] && ((n > 0))
 }
 check "trades in raw_crypto_trades" until_true 20 has_records raw_crypto_trades
 check "windows in aggregated_crypto_stats" until_true 30 has_records aggregated_crypto_stats

@@ -11,8 +11,9 @@
 #
 # What a TCG guest would spend many minutes on is done here at host speed, the way an air-gapped
 # site prepares a base image: Docker, Java and Ansible are installed, the Kafka image is already in
-# Docker's store, and pip installs from a wheelhouse of the pinned requirements. The playbook still
-# runs every task against it.
+# Docker's store, the pipeline's virtualenv holds the pinned requirements, and pip installs from a
+# wheelhouse of them. The playbook still runs every task against it, and finds them done. (Molecule
+# tests the roles installing all of it from scratch.)
 set -euo pipefail
 
 here=$(cd "$(dirname "$0")" && pwd)
@@ -26,7 +27,7 @@ kafka_jars="$repo/.cache/jars/kafka"
 key=$({
     # install-ansible.sh is left out: what it bakes in is decided by the pin in requirements-dev.txt.
     cat "$here"/build.sh "$here"/kafka-image.sh "$here"/Vagrantfile.box "$repo/requirements-dev.txt" \
-        "$repo/requirements.txt" "$repo/ansible/roles/pipeline/defaults/main.yml" \
+        "$repo/requirements.txt" "$repo"/ansible/roles/pipeline/{defaults,vars}/main.yml \
         "$repo"/tests/ansible/images/kafka/bin/* "$repo/tests/ansible/images/kafka/log4j2.yaml"
     ls "$kafka_jars"
 } | sha256sum | cut -c1-16)
@@ -84,6 +85,14 @@ if compgen -G "/usr/local/share/ca-certificates/*" >/dev/null; then
     cp -r /usr/local/share/ca-certificates/. "$rootfs/usr/local/share/ca-certificates/"
 fi
 
+# pip in the guest installs the pinned requirements from this wheelhouse only: pyspark is published
+# as a source archive whose wheel takes many minutes to build under emulation, and the rest would be
+# downloaded through the guest's emulated network. Host and guest are both Debian bookworm, Python 3.11.
+wheels=/var/cache/telemetry-box/wheels
+"$repo/.venv/bin/python" -m pip wheel --quiet --disable-pip-version-check -r "$repo/requirements.txt" \
+    -w "$rootfs$wheels"
+echo "wheelhouse: $(ls "$rootfs$wheels" | wc -l) wheels, $(du -sh "$rootfs$wheels" | cut -f1)"
+
 echo telemetry-box >"$rootfs/etc/hostname"
 printf '127.0.0.1 localhost\n127.0.1.1 telemetry-box\n' >"$rootfs/etc/hosts"
 printf '/dev/vda / ext4 defaults,errors=remount-ro 0 1\n' >"$rootfs/etc/fstab"
@@ -105,8 +114,10 @@ mount --bind /dev/pts "$rootfs/dev/pts"
 rm -f "$rootfs/etc/resolv.conf"
 cp /etc/resolv.conf "$rootfs/etc/resolv.conf"
 java_package=$(awk '/^pipeline_java_package:/ {print $2}' "$repo/ansible/roles/pipeline/defaults/main.yml")
+# Where the pipeline role keeps its virtualenv (pipeline_venv is pipeline_home/venv).
+pipeline_venv=$(awk '/^pipeline_home:/ {print $2 "/venv"}' "$repo/ansible/roles/pipeline/defaults/main.yml")
 install -m 0755 "$repo/vagrant/install-ansible.sh" "$rootfs/tmp/install-ansible.sh"
-cp "$repo/requirements-dev.txt" "$rootfs/tmp/requirements-dev.txt"
+cp "$repo/requirements-dev.txt" "$repo/requirements.txt" "$rootfs/tmp/"
 # A clean environment: the host's own variables (pip find-links, proxies of this machine) are not the guest's.
 chroot "$rootfs" /usr/bin/env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin HOME=/root LANG=C.UTF-8 \
     /bin/bash -euo pipefail -c '
@@ -127,9 +138,14 @@ chroot "$rootfs" /usr/bin/env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin HOME=/root L
     # Ansible is baked in so the slow part of the install (thousands of small files) runs at host
     # speed; the same script runs on the Ubuntu box at `vagrant up` and finds nothing to do here.
     /tmp/install-ansible.sh /tmp/requirements-dev.txt
+    # What the pipeline role would spend a quarter of an hour unpacking and compiling under emulation
+    # (pyspark alone is 300 MB); the pip task of the role then finds every pin satisfied.
+    python3 -m venv "$3"
+    "$3/bin/pip" install --quiet --disable-pip-version-check --no-index --find-links "$2" \
+        -r /tmp/requirements.txt
     apt-get clean
-    rm -f /tmp/install-ansible.sh /tmp/requirements-dev.txt
-' bash "$java_package"
+    rm -f /tmp/install-ansible.sh /tmp/requirements-dev.txt /tmp/requirements.txt
+' bash "$java_package" "$wheels" "$pipeline_venv"
 install -m 0600 -o 1000 -g 1000 "$insecure_key" "$rootfs/home/vagrant/.ssh/authorized_keys"
 ln -sf /run/systemd/resolve/stub-resolv.conf "$rootfs/etc/resolv.conf"
 rm -f "$rootfs"/etc/ssh/ssh_host_*
@@ -175,19 +191,13 @@ cleanup
 unset DOCKER_HOST
 rm -f "$work/kafka-rootfs.tar"
 
-# pip in the guest installs the pinned requirements from this wheelhouse only: pyspark is published
-# as a source archive whose wheel takes many minutes to build under emulation, and the rest would be
-# downloaded through the guest's emulated network. Host and guest are both Debian bookworm, Python 3.11.
-wheels=/var/cache/telemetry-box/wheels
-"$repo/.venv/bin/python" -m pip wheel --quiet --disable-pip-version-check -r "$repo/requirements.txt" \
-    -w "$rootfs$wheels"
+# The guest's pip reads the wheelhouse and nothing else.
 {
     echo "[global]"
     [[ -f /etc/pip.conf ]] && awk '/^cert *=/' /etc/pip.conf
     echo "find-links = $wheels"
     echo "no-index = true"
 } >"$rootfs/etc/pip.conf"
-echo "wheelhouse: $(ls "$rootfs$wheels" | wc -l) wheels, $(du -sh "$rootfs$wheels" | cut -f1)"
 
 cp "$(ls "$rootfs"/boot/vmlinuz-* | sort -V | tail -1)" "$work/vmlinuz"
 cp "$(ls "$rootfs"/boot/initrd.img-* | sort -V | tail -1)" "$work/initrd.img"
