@@ -19,7 +19,7 @@ help:
 	@echo "make bench         latency, throughput, catch-up, memory, dashboard, exactness (SIZE=full|ci)"
 	@echo "make faults        the fault matrix: kill, stop, bad answers, bad records (SIZE=full|ci)"
 	@echo "make molecule      verify the Ansible roles on local systemd containers"
-	@echo "make vagrant-test  vagrant up/verify/destroy through vagrant-libvirt (~55 min under emulation)"
+	@echo "make vagrant-test  vagrant up/verify/destroy through vagrant-libvirt (55-65 min under emulation)"
 
 install: venv jars
 
