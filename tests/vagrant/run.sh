@@ -130,7 +130,8 @@ export TELEMETRY_VM_DASHBOARD_HOST_PORT="$port"
 # checkout (`make jars`) rather than Maven inside the guest. The broker's session with its own
 # controller outlasts the 30 s stalls an emulated JVM has on a busy host (at the default 9 s the
 # broker fenced itself and every client lost its leader), and the offsets topic has 4 partitions
-# instead of 50, which the emulated broker takes minutes to create.
+# instead of 50: enough for the test's three consumer groups, and fewer for the emulated broker to
+# create and load.
 export TELEMETRY_VM_ANSIBLE_EXTRA_VARS
 TELEMETRY_VM_ANSIBLE_EXTRA_VARS=$(
     cat <<EOF
