@@ -1,4 +1,7 @@
-"""Wire format of the pipeline's Kafka topics, shared by every process.
+"""The pipeline's contracts: every record that crosses a process boundary, defined once.
+
+Each record is a frozen dataclass with its own JSON encoding and decoding. The process that writes a
+topic and every process (or test) that reads it use the same class, so a field is named in one place.
 
 Prices and quantities travel as decimal strings and are parsed into `Decimal`, never float.
 Times are integer milliseconds since the Unix epoch (UTC), as Binance reports them.
@@ -7,7 +10,13 @@ Topics
   raw trades     key = symbol (UTF-8), value = `Trade` JSON, Kafka timestamp = trade time
   aggregates     key = "<symbol>|<window_start ms>", value = `WindowStats` JSON (upserts)
   dead letters   key = the bad record's key, value = `DeadLetter` JSON
-  metrics        key = "<source>", value = metric JSON (see app/processing)
+  metrics        key = the source ("producer", "spark"), value = `ProducerMetric` / `SparkMetric` JSON
+
+What a valid trade is lives in one ordered table, `TRADE_RULES`. `Trade.from_json` follows it here,
+the producer checks what it reads from Binance with the same rules (`field_value`), and the Spark
+job builds its checks from it (app/processing/transform.py): the first failing rule decides, and its
+reason text is the dead letter's reason. tests/processing/test_validation_agreement.py runs one
+corpus through both languages.
 """
 
 from __future__ import annotations
@@ -15,13 +24,28 @@ from __future__ import annotations
 import json
 import re
 import time
-from dataclasses import dataclass, fields
-from decimal import Decimal, InvalidOperation
-from typing import Any
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import MISSING, asdict, dataclass, field, fields
+from decimal import Decimal
+from enum import Enum
+from functools import cache
+from string import Formatter
+from typing import Any, ClassVar, TypeVar
 
 # Binance quotes every price and quantity with at most 8 decimal places.
 MAX_DECIMAL_PLACES = 8
-_DECIMAL_TEXT = re.compile(r"[0-9]{1,20}(\.[0-9]{1,8})?")
+# quoteQty is price x qty, which can carry more places than either factor.
+QUOTE_QTY_DIGITS = 30
+QUOTE_QTY_PLACES = 20
+# A trade whose price and quantity units (10^-8) have at most this many digits between them has a
+# notional below 10^32 units, so a window can sum a million such trades before DECIMAL(38,0) could
+# overflow in the Spark job.
+MAX_NOTIONAL_DIGITS = 32
+# Spark's timestamp_millis overflows (an error under ANSI mode) far beyond this; year 10000 is a
+# safe bound, and no exchange will date a trade after it.
+MAX_TRADE_TIME_MS = 253_402_300_800_000
+# The Spark job reads integers as LONG: a JSON integer outside it is not an integer to the job.
+_LONG_MIN, _LONG_MAX = -(2**63), 2**63 - 1
 
 
 def now_ms() -> int:
@@ -30,34 +54,268 @@ def now_ms() -> int:
 
 
 class RecordError(ValueError):
-    """A record that does not follow the wire format; the message is the dead-letter reason."""
+    """A record that does not follow its contract; for a trade the message is the dead-letter reason."""
 
 
-def parse_positive_decimal(value: object, name: str) -> Decimal:
-    """Parse a decimal string as Binance writes it ("67000.01000000"); reject anything else."""
-    if not isinstance(value, str):
-        raise RecordError(f"{name} must be a decimal string, got {type(value).__name__}")
-    if not _DECIMAL_TEXT.fullmatch(value):
-        raise RecordError(f"{name} is not a decimal with at most {MAX_DECIMAL_PLACES} places: {value!r}")
-    number = Decimal(value)
-    if number <= 0:
-        raise RecordError(f"{name} must be positive, got {value}")
-    return number
+# ----------------------------------------------------------------------------- trade validation
 
 
-def _require_int(payload: dict[str, Any], name: str) -> int:
-    value = payload.get(name)
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise RecordError(f"{name} must be an integer, got {value!r}")
+class Check(Enum):
+    """What one rule checks. Each kind has one Python predicate (here) and one Spark column
+    (app/processing/transform.py); a rule is bad when its predicate holds."""
+
+    PRESENT = "the Kafka value is not empty (a tombstone)"
+    UTF8 = "the value is valid UTF-8"
+    JSON = "the text is JSON (as Spark's parse_json reads it: the first value, no duplicate keys)"
+    OBJECT = "the JSON is an object"
+    NON_EMPTY_STRING = "the field is a non-empty JSON string"
+    INTEGER = "the field is a JSON integer within a signed 64-bit long"
+    AT_LEAST = "the integer field is >= bound"
+    BELOW = "the integer field is < bound"
+    BOOLEAN = "the field is true or false"
+    STRING = "the field is a JSON string"
+    DECIMAL_TEXT = "the string is a plain decimal: 1..digits digits, then optionally 1..places places"
+    POSITIVE = "the decimal string is above zero"
+    NOTIONAL = "price and qty in units of 10^-8 have at most bound digits between them"
+
+
+@dataclass(frozen=True, slots=True)
+class Rule:
+    """One row of the trade-validation table.
+
+    `reason` is the dead-letter reason, a template whose placeholders are filled from the record:
+    {shown} is the field as JSON text ("nothing" when absent), {text} the field's value as text, and
+    any other name a wire field's value as text (e.g. {price}).
+    """
+
+    field: str  # the wire field it reads; "" for the record as a whole
+    check: Check
+    reason: str
+    bound: int = 0
+    digits: int = 0
+    places: int = 0
+
+    @property
+    def pattern(self) -> str:
+        """The DECIMAL_TEXT regular expression (the same syntax in Python and Java)."""
+        return f"[0-9]{{1,{self.digits}}}(\\.[0-9]{{1,{self.places}}})?"
+
+    def placeholders(self) -> list[str]:
+        return [name for _, name, _, _ in Formatter().parse(self.reason) if name]
+
+
+def _integer_rules(name: str, at_least: int) -> tuple[Rule, ...]:
+    return (
+        Rule(name, Check.INTEGER, f"{name} must be an integer, got {{shown}}"),
+        Rule(name, Check.AT_LEAST, f"{name} must be >= {at_least}, got {{text}}", bound=at_least),
+    )
+
+
+def _decimal_rules(name: str, digits: int, places: int) -> tuple[Rule, ...]:
+    return (
+        Rule(name, Check.STRING, f"{name} must be a decimal string, got {{shown}}"),
+        Rule(
+            name,
+            Check.DECIMAL_TEXT,
+            f"{name} is not a decimal with at most {places} places: {{shown}}",
+            digits=digits,
+            places=places,
+        ),
+    )
+
+
+# The order is the order of the checks: a record's reason is that of the first rule it breaks.
+TRADE_RULES: tuple[Rule, ...] = (
+    Rule("", Check.PRESENT, "not JSON: empty value"),
+    Rule("", Check.UTF8, "not JSON: invalid UTF-8"),
+    Rule("", Check.JSON, "not JSON"),
+    Rule("", Check.OBJECT, "not a JSON object"),
+    Rule("symbol", Check.NON_EMPTY_STRING, "symbol missing"),
+    *_integer_rules("trade_id", at_least=0),
+    *_integer_rules("trade_time", at_least=1),
+    Rule("trade_time", Check.BELOW, "trade_time out of range, got {text}", bound=MAX_TRADE_TIME_MS),
+    Rule("is_buyer_maker", Check.BOOLEAN, "is_buyer_maker must be a boolean"),
+    *_decimal_rules("price", 20, MAX_DECIMAL_PLACES),
+    Rule("price", Check.POSITIVE, "price must be positive, got {text}"),
+    *_decimal_rules("qty", 20, MAX_DECIMAL_PLACES),
+    Rule("qty", Check.POSITIVE, "qty must be positive, got {text}"),
+    Rule(
+        "",
+        Check.NOTIONAL,
+        "price x qty too large to aggregate exactly: {price} x {qty}",
+        bound=MAX_NOTIONAL_DIGITS,
+    ),
+    # quote_qty is Binance's own rounding of price x qty: the job never aggregates it, but it is
+    # part of the trade every reader gets, so it is checked for form (not recomputed, zero allowed)
+    # the same way everywhere: here, in the Spark job and in the producer. Checked last, so that a
+    # record breaking an older rule keeps the reason it always had.
+    *_decimal_rules("quote_qty", QUOTE_QTY_DIGITS, QUOTE_QTY_PLACES),
+)
+# Carried by the wire but checked by no rule: when the producer read the trade, used only to
+# measure latency. A missing or non-integer one reads as 0 and never costs a trade.
+UNCHECKED_TRADE_FIELDS = ("ingest_time",)
+
+_MISSING = object()
+_NOT_JSON = object()
+
+
+@dataclass(frozen=True, slots=True)
+class _Number:
+    """A JSON number with a fraction or exponent, kept as written: never a float, never money."""
+
+    text: str
+
+
+def _no_duplicate_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    document = dict(pairs)
+    if len(document) != len(pairs):
+        raise ValueError("duplicate key")  # Spark's parse_json refuses them too
+    return document
+
+
+def _no_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON")
+
+
+_DECODER = json.JSONDecoder(
+    parse_float=_Number, parse_constant=_no_constant, object_pairs_hook=_no_duplicate_keys
+)
+
+
+def _parse_first_value(text: str) -> Any:
+    """The first JSON value of `text`, ignoring whatever follows it, as Spark's parse_json does."""
+    try:
+        document, _ = _DECODER.raw_decode(text, len(text) - len(text.lstrip(" \t\n\r")))
+    except (ValueError, RecursionError):
+        return _NOT_JSON
+    return document
+
+
+@dataclass(frozen=True, slots=True)
+class _Reading:
+    """One raw value, read as far as it goes: text None = absent or not UTF-8."""
+
+    raw: bytes | str | None
+    text: str | None
+    document: Any
+
+    @classmethod
+    def of(cls, raw: bytes | str | None) -> _Reading:
+        if raw is None:
+            return cls(raw, None, _NOT_JSON)
+        try:
+            text = raw if isinstance(raw, str) else raw.decode("utf-8")
+        except UnicodeDecodeError:
+            return cls(raw, None, _NOT_JSON)
+        return cls(raw, text, _parse_first_value(text))
+
+    def get(self, name: str) -> Any:
+        return self.document.get(name, _MISSING) if isinstance(self.document, dict) else _MISSING
+
+
+def _is_long(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and _LONG_MIN <= value <= _LONG_MAX
+
+
+@cache
+def _regex(pattern: str) -> re.Pattern[str]:
+    return re.compile(pattern)
+
+
+def _units_digits(text: str) -> int:
+    """Digits of a valid decimal string as an integer count of 10^-8 (as the Spark job counts them)."""
+    whole, _, fraction = text.partition(".")
+    return len(str(int(whole + fraction.ljust(MAX_DECIMAL_PLACES, "0"))))
+
+
+_BAD: dict[Check, Callable[[Rule, _Reading], bool]] = {
+    Check.PRESENT: lambda rule, r: r.raw is None,
+    Check.UTF8: lambda rule, r: r.text is None,
+    Check.JSON: lambda rule, r: r.document is _NOT_JSON,
+    Check.OBJECT: lambda rule, r: not isinstance(r.document, dict),
+    Check.NON_EMPTY_STRING: lambda rule, r: not (isinstance(r.get(rule.field), str) and r.get(rule.field)),
+    Check.INTEGER: lambda rule, r: not _is_long(r.get(rule.field)),
+    Check.AT_LEAST: lambda rule, r: r.get(rule.field) < rule.bound,
+    Check.BELOW: lambda rule, r: r.get(rule.field) >= rule.bound,
+    Check.BOOLEAN: lambda rule, r: not isinstance(r.get(rule.field), bool),
+    Check.STRING: lambda rule, r: not isinstance(r.get(rule.field), str),
+    Check.DECIMAL_TEXT: lambda rule, r: not _regex(rule.pattern).fullmatch(r.get(rule.field)),
+    Check.POSITIVE: lambda rule, r: not _regex("[1-9]").search(r.get(rule.field)),
+    Check.NOTIONAL: lambda rule, r: _units_digits(r.get("price")) + _units_digits(r.get("qty")) > rule.bound,
+}
+
+
+def _double_text(value: float) -> str:
+    """A double as Java's Double.toString writes it (Spark renders JSON doubles so)."""
+    if value != value or value in (float("inf"), float("-inf")):
+        return json.dumps("Infinity" if value > 0 else "-Infinity")
+    if value == 0 or 1e-3 <= abs(value) < 1e7:
+        return repr(value)
+    sign, digits, _ = Decimal(repr(value)).normalize().as_tuple()
+    exponent = Decimal(repr(value)).adjusted()
+    mantissa = "".join(map(str, digits))
+    return f"{'-' if sign else ''}{mantissa[0]}.{mantissa[1:] or '0'}E{exponent}"
+
+
+def _number_text(text: str) -> str:
+    """A JSON fraction as Spark's variant keeps it: DECIMAL (no trailing zeros) when it fits, else DOUBLE."""
+    number = Decimal(text)
+    if "e" in text.lower() or len(number.as_tuple().digits) > 38:
+        return _double_text(float(number))
+    if number.is_zero():
+        return "0"
+    return format(number.normalize(), "f")
+
+
+def _shown(value: Any) -> str:
+    """A JSON value as Spark's to_json(variant) writes it, for reason texts; 'nothing' if absent."""
+    if value is _MISSING:
+        return "nothing"
+    if isinstance(value, _Number):
+        return _number_text(value.text)
+    if isinstance(value, int) and not isinstance(value, bool) and len(str(abs(value))) > 38:
+        return _double_text(float(value))
+    if isinstance(value, dict):
+        return "{" + ",".join(f"{_shown(k)}:{_shown(v)}" for k, v in sorted(value.items())) + "}"
+    if isinstance(value, list):
+        return "[" + ",".join(_shown(item) for item in value) + "]"
+    return json.dumps(value, ensure_ascii=False)
+
+
+def _reason(rule: Rule, reading: _Reading) -> str:
+    context: dict[str, str] = {}
+    for name in rule.placeholders():
+        if name == "shown":
+            context[name] = _shown(reading.get(rule.field))
+        else:
+            context[name] = str(reading.get(rule.field if name == "text" else name))
+    return rule.reason.format_map(context)
+
+
+def _first_broken(rules: tuple[Rule, ...], reading: _Reading) -> None:
+    for rule in rules:
+        if _BAD[rule.check](rule, reading):
+            raise RecordError(_reason(rule, reading))
+
+
+@cache
+def _rules_of(name: str) -> tuple[Rule, ...]:
+    rules = tuple(rule for rule in TRADE_RULES if rule.field == name)
+    if not rules:
+        raise KeyError(f"no trade rule reads {name!r}")
+    return rules
+
+
+def field_value(name: str, value: object) -> Any:
+    """`value` if it passes every rule of the trade field `name`, else RecordError with the reason
+    `Trade.from_json` would give: for writers that build a `Trade` from another format."""
+    _first_broken(_rules_of(name), _Reading("", "", {name: value}))
     return value
 
 
-def _quote_qty(value: object) -> Decimal:
-    # Informational (Binance's own rounding of price*qty): checked for form, not recomputed.
-    try:
-        return Decimal(str(value))
-    except InvalidOperation:
-        raise RecordError(f"quote_qty is not a decimal: {value!r}") from None
+def decimal_value(name: str, value: object) -> Decimal:
+    """A decimal field of a trade (price, qty, quote_qty), checked by its rules."""
+    return Decimal(field_value(name, value))
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,38 +346,23 @@ class Trade:
 
     @classmethod
     def from_json(cls, raw: bytes | str | None) -> Trade:
-        """Parse and validate one raw-topic value; raises RecordError with the reason."""
-        if raw is None:
-            raise RecordError("no value")
-        try:
-            payload = json.loads(raw)
-        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-            raise RecordError(f"not JSON: {exc.msg if hasattr(exc, 'msg') else exc}") from None
-        if not isinstance(payload, dict):
-            raise RecordError("not a JSON object")
-        symbol = payload.get("symbol")
-        if not isinstance(symbol, str) or not symbol:
-            raise RecordError("symbol missing")
-        trade_id = _require_int(payload, "trade_id")
-        if trade_id < 0:
-            raise RecordError(f"trade_id must be >= 0, got {trade_id}")
-        trade_time = _require_int(payload, "trade_time")
-        if trade_time <= 0:
-            raise RecordError(f"trade_time must be positive, got {trade_time}")
-        is_buyer_maker = payload.get("is_buyer_maker")
-        if not isinstance(is_buyer_maker, bool):
-            raise RecordError("is_buyer_maker must be a boolean")
-        ingest_time = payload.get("ingest_time", 0)
+        """Parse and validate one raw-topic value by `TRADE_RULES`; RecordError says which rule broke."""
+        reading = _Reading.of(raw)
+        _first_broken(TRADE_RULES, reading)
+        ingest_time = reading.get("ingest_time")
         return cls(
-            trade_id=trade_id,
-            symbol=symbol,
-            price=parse_positive_decimal(payload.get("price"), "price"),
-            qty=parse_positive_decimal(payload.get("qty"), "qty"),
-            quote_qty=_quote_qty(payload.get("quote_qty", "0")),
-            trade_time=trade_time,
-            is_buyer_maker=is_buyer_maker,
-            ingest_time=ingest_time if isinstance(ingest_time, int) else 0,
+            trade_id=reading.get("trade_id"),
+            symbol=reading.get("symbol"),
+            price=Decimal(reading.get("price")),
+            qty=Decimal(reading.get("qty")),
+            quote_qty=Decimal(reading.get("quote_qty")),
+            trade_time=reading.get("trade_time"),
+            is_buyer_maker=reading.get("is_buyer_maker"),
+            ingest_time=ingest_time if _is_long(ingest_time) else 0,
         )
+
+
+# ----------------------------------------------------------------------------------- aggregates
 
 
 @dataclass(frozen=True, slots=True)
@@ -169,8 +412,84 @@ def window_key(symbol: str, window_start: int) -> str:
     return f"{symbol}|{window_start}"
 
 
+# ---------------------------------------------------------------------- plain records: decoding
+
+
+def _json_object(raw: bytes | str, what: str) -> dict[str, Any]:
+    try:
+        payload = json.loads(raw)
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise RecordError(f"{what} is not JSON: {exc}") from None
+    if not isinstance(payload, dict):
+        raise RecordError(f"{what} is not a JSON object")
+    return payload
+
+
+def _as_int(name: str, value: Any) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise RecordError(f"{name} must be an integer, got {value!r}")
+    return value
+
+
+def _as_optional_int(name: str, value: Any) -> int | None:
+    return None if value is None else _as_int(name, value)
+
+
+def _as_optional_float(name: str, value: Any) -> float | None:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise RecordError(f"{name} must be a number, got {value!r}")
+    return float(value)
+
+
+def _as_str(name: str, value: Any) -> str:
+    if not isinstance(value, str):
+        raise RecordError(f"{name} must be a string, got {value!r}")
+    return value
+
+
+def _as_counts(name: str, value: Any) -> dict[str, int]:
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise RecordError(f"{name} must be an object of counts, got {value!r}")
+    return {str(kind): _as_int(f"{name}.{kind}", n) for kind, n in value.items()}
+
+
+# Field annotations (as written: this module postpones annotations) -> how to read that JSON value.
+_DECODERS: dict[str, Callable[[str, Any], Any]] = {
+    "int": _as_int,
+    "int | None": _as_optional_int,
+    "float | None": _as_optional_float,
+    "str": _as_str,
+    "Mapping[str, int]": _as_counts,
+}
+
+_Record = TypeVar("_Record")
+
+
+def _decode(cls: type[_Record], payload: Mapping[str, Any]) -> _Record:
+    """A dataclass from a JSON object: a missing field takes its default (a required one is an
+    error), a present one must have the field's type."""
+    values: dict[str, Any] = {}
+    for item in fields(cls):  # type: ignore[arg-type]
+        if item.name in payload:
+            values[item.name] = _DECODERS[str(item.type)](item.name, payload[item.name])
+        elif item.default is MISSING and item.default_factory is MISSING:
+            raise RecordError(f"{item.name} missing")
+    return cls(**values)
+
+
+def _encode(payload: Mapping[str, Any]) -> bytes:
+    # Non-ASCII as UTF-8, not escaped: the Spark job's to_json writes dead letters so.
+    return json.dumps(payload, separators=(",", ":"), ensure_ascii=False).encode()
+
+
 @dataclass(frozen=True, slots=True)
 class DeadLetter:
+    """A raw record the Spark job could not use, with the reason (a `TRADE_RULES` reason text)."""
+
     reason: str
     topic: str
     partition: int
@@ -178,13 +497,82 @@ class DeadLetter:
     value: str  # the original bytes, decoded as UTF-8 with replacement
 
     def to_json(self) -> bytes:
-        return json.dumps(
-            {
-                "reason": self.reason,
-                "topic": self.topic,
-                "partition": self.partition,
-                "offset": self.offset,
-                "value": self.value,
-            },
-            separators=(",", ":"),
-        ).encode()
+        return _encode(asdict(self))
+
+    @classmethod
+    def from_json(cls, raw: bytes | str) -> DeadLetter:
+        return _decode(cls, _json_object(raw, "dead letter"))
+
+
+# ---------------------------------------------------------------------------------- the metrics
+
+
+@dataclass(frozen=True, slots=True)
+class ProducerMetric:
+    """The producer's report; its counters are cumulative since the producer started."""
+
+    SOURCE: ClassVar[str] = "producer"
+
+    time: int = 0  # ms since epoch, when the report was made
+    trades_published: int = 0
+    polls: int = 0
+    gaps_backfilled: int = 0
+    unrecoverable_gaps: int = 0  # trade-id gaps the producer could not backfill: trades lost
+    http_errors: Mapping[str, int] = field(default_factory=dict)  # by kind (5xx, timeout, ...)
+    rate_limited_429: int = 0
+    banned_418: int = 0
+    used_weight_1m: int = 0
+    budget_per_minute: int = 0
+    producer_rebuilds: int = 0
+
+    def counters(self) -> Iterator[tuple[str, int]]:
+        """(name, value) of every integer counter: each field but the time and the error kinds."""
+        for item in fields(self):
+            if item.name not in ("time", "http_errors"):
+                yield item.name, getattr(self, item.name)
+
+    def to_json(self) -> bytes:
+        return _encode({"source": self.SOURCE} | asdict(self))
+
+    @classmethod
+    def from_payload(cls, payload: Mapping[str, Any]) -> ProducerMetric:
+        return _decode(cls, payload)
+
+
+@dataclass(frozen=True, slots=True)
+class SparkMetric:
+    """One streaming query's micro-batch (see app/processing/metrics.py for how it is measured)."""
+
+    SOURCE: ClassVar[str] = "spark"
+
+    query: str = ""
+    batch_id: int = 0
+    time: int = 0  # ms since epoch, when the batch started
+    num_input_rows: int = 0
+    late_rows_dropped: int = 0  # a lower bound on late trades
+    watermark: int | None = None  # ms since epoch; None before the first event
+    input_rows_per_second: float | None = None
+    processed_rows_per_second: float | None = None
+    batch_duration_ms: int | None = None
+    state_rows: int = 0
+
+    def to_json(self) -> bytes:
+        return _encode({"source": self.SOURCE} | asdict(self))
+
+    @classmethod
+    def from_payload(cls, payload: Mapping[str, Any]) -> SparkMetric:
+        return _decode(cls, payload)
+
+
+Metric = ProducerMetric | SparkMetric
+
+
+def metric_from_json(key: bytes | None, raw: bytes | str) -> Metric | None:
+    """A metrics-topic record by its source (the payload's, else the key); None for a source this
+    version does not know. RecordError (a ValueError) for anything that is not a valid metric."""
+    payload = _json_object(raw, "metric")
+    source = payload.get("source") or (key.decode() if key else "")
+    for kind in (ProducerMetric, SparkMetric):
+        if source == kind.SOURCE:
+            return kind.from_payload(payload)
+    return None

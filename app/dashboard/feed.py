@@ -21,7 +21,6 @@ is what the app uses because kafka-python can block while a broker disappears mi
 
 from __future__ import annotations
 
-import json
 import logging
 import socket
 import threading
@@ -35,7 +34,7 @@ from typing import Any
 from kafka import KafkaConsumer, TopicPartition
 from kafka.errors import KafkaError, NoBrokersAvailable
 
-from app.common.schema import WindowStats, now_ms
+from app.common.schema import Metric, ProducerMetric, SparkMetric, WindowStats, metric_from_json, now_ms
 from app.common.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -144,13 +143,6 @@ class _SparkBatches:
             last_batch_ms=self.last_batch_ms,
             watermarks_ms={query: wm for query, (_, wm) in sorted(self.watermarks.items())},
         )
-
-
-def _int(payload: Mapping[str, Any], name: str, default: int = 0) -> int:
-    value = payload.get(name, default)
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise ValueError(f"{name} must be an integer, got {value!r}")
-    return value
 
 
 class WindowFeed:
@@ -489,7 +481,7 @@ class WindowFeed:
                     if record.topic == self.aggregates_topic:
                         self._upsert(WindowStats.from_json(record.value), cutoff)
                     else:
-                        self._metric(record.key, json.loads(record.value))
+                        self._metric(metric_from_json(record.key, record.value))
                 except (ValueError, KeyError, TypeError, InvalidOperation) as exc:
                     self._bad_records += 1
                     log.warning(
@@ -514,33 +506,29 @@ class WindowFeed:
             return
         by_start[stats.window_start] = stats
 
-    def _metric(self, key: bytes | None, payload: Any) -> None:
-        if not isinstance(payload, dict):
-            raise ValueError("metric is not a JSON object")
-        source = payload.get("source") or (key.decode() if key else "")
-        if source == "spark":
-            watermark = payload.get("watermark")
+    def _metric(self, metric: Metric | None) -> None:
+        if isinstance(metric, SparkMetric):
             self._spark.add(
-                query=str(payload.get("query", "")),
-                batch_id=_int(payload, "batch_id"),
-                time_ms=_int(payload, "time"),
-                late=_int(payload, "late_rows_dropped"),
-                watermark=watermark if isinstance(watermark, int) else None,
+                query=metric.query,
+                batch_id=metric.batch_id,
+                time_ms=metric.time,
+                late=metric.late_rows_dropped,
+                watermark=metric.watermark,
             )
-        elif source == "producer":
+        elif isinstance(metric, ProducerMetric):
             report = ProducerHealth(
-                time_ms=_int(payload, "time"),
-                trades_published=_int(payload, "trades_published"),
-                polls=_int(payload, "polls"),
-                gaps_backfilled=_int(payload, "gaps_backfilled"),
-                http_errors={str(k): int(v) for k, v in (payload.get("http_errors") or {}).items()},
-                rate_limited_429=_int(payload, "rate_limited_429"),
-                banned_418=_int(payload, "banned_418"),
-                used_weight_1m=_int(payload, "used_weight_1m"),
-                budget_per_minute=_int(payload, "budget_per_minute"),
-                unrecoverable_gaps=_int(payload, "unrecoverable_gaps"),
+                time_ms=metric.time,
+                trades_published=metric.trades_published,
+                polls=metric.polls,
+                gaps_backfilled=metric.gaps_backfilled,
+                http_errors=metric.http_errors,
+                rate_limited_429=metric.rate_limited_429,
+                banned_418=metric.banned_418,
+                used_weight_1m=metric.used_weight_1m,
+                budget_per_minute=metric.budget_per_minute,
+                unrecoverable_gaps=metric.unrecoverable_gaps,
             )
             if self._producer is None or report.time_ms >= self._producer.time_ms:
                 self._producer = report
         else:
-            log.debug("ignoring metric from unknown source %r", source)
+            log.debug("ignoring a metric from a source this version does not know")

@@ -1,6 +1,6 @@
-"""Streaming-query progress -> metric JSON on the metrics topic (key b"spark").
+"""Streaming-query progress -> `SparkMetric` JSON on the metrics topic (key b"spark").
 
-`progress_metric` is pure (progress JSON in, metric dict out); `MetricsPublisher` is the I/O: a
+`progress_metric` is pure (progress JSON in, `SparkMetric` out); `MetricsPublisher` is the I/O: a
 pyspark StreamingQueryListener that produces each metric to Kafka from the driver.
 """
 
@@ -14,9 +14,11 @@ from typing import Any
 from confluent_kafka import Producer
 from pyspark.sql.streaming.listener import StreamingQueryListener
 
+from app.common.schema import SparkMetric
+
 log = logging.getLogger(__name__)
 
-METRICS_KEY = b"spark"
+METRICS_KEY = SparkMetric.SOURCE.encode()
 
 
 def _iso_to_ms(text: str | None) -> int | None:
@@ -25,7 +27,7 @@ def _iso_to_ms(text: str | None) -> int | None:
     return int(datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp() * 1000)
 
 
-def progress_metric(progress: dict[str, Any]) -> dict[str, Any]:
+def progress_metric(progress: dict[str, Any]) -> SparkMetric:
     """One micro-batch's progress (StreamingQueryProgress.json, parsed) as the metric we publish.
 
     `late_rows_dropped` is Spark's numRowsDroppedByWatermark summed over the stateful operators.
@@ -40,20 +42,19 @@ def progress_metric(progress: dict[str, Any]) -> dict[str, Any]:
     duration = progress.get("batchDuration")
     if duration is None:
         duration = (progress.get("durationMs") or {}).get("triggerExecution")
-    return {
-        "source": "spark",
-        "query": progress.get("name"),
-        "batch_id": progress.get("batchId"),
-        "time": _iso_to_ms(progress.get("timestamp")),
-        "num_input_rows": progress.get("numInputRows", 0),
-        "late_rows_dropped": sum(int(op.get("numRowsDroppedByWatermark", 0)) for op in operators),
+    return SparkMetric(
+        query=progress.get("name") or "",
+        batch_id=progress.get("batchId", 0),
+        time=_iso_to_ms(progress.get("timestamp")) or 0,
+        num_input_rows=progress.get("numInputRows", 0),
+        late_rows_dropped=sum(int(op.get("numRowsDroppedByWatermark", 0)) for op in operators),
         # Before the first event Spark reports the epoch as watermark: no watermark yet.
-        "watermark": watermark or None,
-        "input_rows_per_second": progress.get("inputRowsPerSecond"),
-        "processed_rows_per_second": progress.get("processedRowsPerSecond"),
-        "batch_duration_ms": duration,
-        "state_rows": sum(int(op.get("numRowsTotal", 0)) for op in operators),
-    }
+        watermark=watermark or None,
+        input_rows_per_second=progress.get("inputRowsPerSecond"),
+        processed_rows_per_second=progress.get("processedRowsPerSecond"),
+        batch_duration_ms=duration,
+        state_rows=sum(int(op.get("numRowsTotal", 0)) for op in operators),
+    )
 
 
 class MetricsPublisher(StreamingQueryListener):
@@ -74,7 +75,7 @@ class MetricsPublisher(StreamingQueryListener):
             return
         try:
             metric = progress_metric(json.loads(event.progress.json))
-            self._producer.produce(self.topic, key=METRICS_KEY, value=json.dumps(metric).encode())
+            self._producer.produce(self.topic, key=METRICS_KEY, value=metric.to_json())
             self._producer.poll(0)
             log.debug("progress %s", metric)
         except Exception:  # the listener runs on Spark's callback thread: log, never raise

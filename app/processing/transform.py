@@ -12,28 +12,45 @@ remainder and one half-to-even rounding step, exactly as `app.core.windows.vwap`
 
 from __future__ import annotations
 
+from string import Formatter
+
 from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 
-from app.common.schema import MAX_DECIMAL_PLACES
+from app.common.schema import MAX_DECIMAL_PLACES, TRADE_RULES, Check, Rule
 
 WINDOW_DURATION = "1 minute"
 # Prices, VWAP and base volume carry 8 places; quote volume (price x qty) carries 16.
 UNIT_SCALE = MAX_DECIMAL_PLACES
 NOTIONAL_SCALE = 2 * MAX_DECIMAL_PLACES
-# A trade whose price and quantity units have at most this many digits between them has a notional
-# below 10^32 units, so a window can sum a million such trades before DECIMAL(38,0) could overflow.
-MAX_NOTIONAL_DIGITS = 32
-# timestamp_millis overflows (an error under ANSI mode) far beyond this; year 10000 is a safe bound.
-MAX_TRADE_TIME_MS = 253_402_300_800_000
 
-# Java regex; `\z` (unlike `$`) does not let a trailing newline through.
-_DECIMAL_REGEX = r"^[0-9]{1,20}(\.[0-9]{1,8})?\z"
-_INTEGER_TYPES = ("BIGINT",)
+# The JSON types (as schema_of_variant names them) that each kind of rule needs.
+_TYPE_OF_CHECK = {
+    Check.NON_EMPTY_STRING: "STRING",
+    Check.STRING: "STRING",
+    Check.INTEGER: "BIGINT",
+    Check.BOOLEAN: "BOOLEAN",
+}
+_RULE_FIELDS = tuple(dict.fromkeys(rule.field for rule in TRADE_RULES if rule.field))
+_INTEGER_FIELDS = tuple(dict.fromkeys(r.field for r in TRADE_RULES if r.check is Check.INTEGER))
+_TEXT_FIELDS = tuple(
+    dict.fromkeys(r.field for r in TRADE_RULES if r.check in (Check.STRING, Check.NON_EMPTY_STRING))
+)
+
+
+def _variant_as(name: str, sql_type: str) -> Column:
+    return F.expr(f"try_variant_get(_json, '$.{name}', '{sql_type}')")
 
 
 def _field(name: str) -> Column:
-    return F.expr(f"try_variant_get(_json, '$.{name}', 'variant')")
+    return _variant_as(name, "variant")
+
+
+def _units_of(name: str) -> Column:
+    """A decimal field in units of 10^-8 once its text has the form its rule asks for, else null."""
+    form = next(r for r in TRADE_RULES if r.field == name and r.check is Check.DECIMAL_TEXT)
+    text = F.col(f"_{name}_text")
+    return F.when(text.rlike(_java_regex(form)), _units(text))
 
 
 def _type_of(name: str) -> Column:
@@ -41,12 +58,9 @@ def _type_of(name: str) -> Column:
     return F.col(f"_{name}_type")
 
 
-_TYPED_FIELDS = ("symbol", "trade_id", "trade_time", "is_buyer_maker", "price", "qty")
-
-
-def _shown(name: str) -> Column:
-    """The field as JSON text for a reason message, 'nothing' when it is absent."""
-    return F.coalesce(F.to_json(_field(name)), F.lit("nothing"))
+def _value_text(name: str) -> Column:
+    """The field's value as text: an integer field's digits, a string field's string."""
+    return F.col(name).cast("string") if name in _INTEGER_FIELDS else F.col(f"_{name}_text")
 
 
 def _units(text: Column) -> Column:
@@ -57,53 +71,69 @@ def _units(text: Column) -> Column:
     return digits.try_cast("decimal(38,0)")
 
 
-def _decimal_checks(name: str) -> list[tuple[Column, Column]]:
-    text = F.col(f"_{name}_text")
-    units = F.col(f"{name}_units")
-    return [
-        (
-            _type_of(name).isNull() | (_type_of(name) != "STRING"),
-            F.concat(F.lit(f"{name} must be a decimal string, got "), _shown(name)),
-        ),
-        (
-            ~text.rlike(_DECIMAL_REGEX),
-            F.concat(
-                F.lit(f"{name} is not a decimal with at most {MAX_DECIMAL_PLACES} places: "), _shown(name)
-            ),
-        ),
-        (units <= 0, F.concat(F.lit(f"{name} must be positive, got "), text)),
-    ]
+def _java_regex(rule: Rule) -> str:
+    # `\z` (unlike `$`) does not let a trailing newline through.
+    return f"^{rule.pattern}\\z"
 
 
-def _int_checks(name: str, minimum: int) -> list[tuple[Column, Column]]:
-    kind = _type_of(name)
-    value = F.col(name)
-    return [
-        (
-            kind.isNull() | ~kind.isin(*_INTEGER_TYPES),
-            F.concat(F.lit(f"{name} must be an integer, got "), _shown(name)),
-        ),
-        (
-            value < minimum,
-            F.concat(F.lit(f"{name} must be >= {minimum}, got "), value.cast("string")),
-        ),
-    ]
+def _bad(rule: Rule) -> Column:
+    """The Spark form of the rule's check (app.common.schema `_BAD` is the Python form)."""
+    name = rule.field
+    match rule.check:
+        case Check.PRESENT:
+            return F.col("value").isNull()
+        case Check.UTF8:
+            return ~F.is_valid_utf8(F.col("_text"))
+        case Check.JSON:
+            return F.col("_json").isNull()
+        case Check.OBJECT:
+            return ~F.schema_of_variant(F.col("_json")).startswith("OBJECT")
+        case Check.NON_EMPTY_STRING | Check.STRING | Check.INTEGER | Check.BOOLEAN:
+            wrong_type = _type_of(name).isNull() | (_type_of(name) != _TYPE_OF_CHECK[rule.check])
+            if rule.check is Check.NON_EMPTY_STRING:
+                return wrong_type | (F.col(f"_{name}_text") == "")
+            return wrong_type
+        case Check.AT_LEAST:
+            return F.col(name) < rule.bound
+        case Check.BELOW:
+            return F.col(name) >= rule.bound
+        case Check.DECIMAL_TEXT:
+            return ~F.col(f"_{name}_text").rlike(_java_regex(rule))
+        case Check.POSITIVE:
+            # Of a string already known to be a plain decimal: above zero iff any digit is not 0.
+            return ~F.col(f"_{name}_text").rlike("[1-9]")
+        case Check.NOTIONAL:
+            return (
+                F.length(F.col("price_units").cast("string")) + F.length(F.col("qty_units").cast("string"))
+                > rule.bound
+            )
 
 
-def _reason(checks: list[tuple[Column, Column]]) -> Column:
-    """The first failing check's reason, in the order `Trade.from_json` checks; null when valid."""
-    first_bad, first_reason = checks[0]
-    chain = F.when(first_bad, first_reason)
-    for bad, reason in checks[1:]:
-        chain = chain.when(bad, reason)
+def _reason_text(rule: Rule) -> Column:
+    """The rule's reason with its placeholders filled from the row, as `Trade.from_json` fills them."""
+    parts: list[Column] = []
+    for literal, name, _, _ in Formatter().parse(rule.reason):
+        if literal:
+            parts.append(F.lit(literal))
+        if name == "shown":
+            parts.append(F.coalesce(F.to_json(_field(rule.field)), F.lit("nothing")))
+        elif name:
+            parts.append(_value_text(rule.field if name == "text" else name))
+    return F.concat(*parts) if len(parts) > 1 else parts[0]
+
+
+def _reason(rules: tuple[Rule, ...]) -> Column:
+    """The first broken rule's reason, in `TRADE_RULES` order; null when the record is valid."""
+    chain = F.when(_bad(rules[0]), _reason_text(rules[0]))
+    for rule in rules[1:]:
+        chain = chain.when(_bad(rule), _reason_text(rule))
     return chain
 
 
 def parse_trades(raw: DataFrame) -> DataFrame:
     """Kafka source rows -> one row per record with the trade's fields and `reason` (null = valid).
 
-    Mirrors `Trade.from_json`: JSON object, symbol, trade_id, trade_time, is_buyer_maker, then
-    price and qty as positive decimal strings with at most 8 places.
+    The checks are built from `app.common.schema.TRADE_RULES`, the table `Trade.from_json` follows.
     """
     text = F.col("value").cast("string")
     with_json = raw.select(
@@ -117,64 +147,24 @@ def parse_trades(raw: DataFrame) -> DataFrame:
     )
     fields = with_json.select(
         "*",
-        F.expr("try_variant_get(_json, '$.symbol', 'string')").alias("symbol"),
-        F.expr("try_variant_get(_json, '$.trade_id', 'bigint')").alias("trade_id"),
-        F.expr("try_variant_get(_json, '$.trade_time', 'bigint')").alias("trade_time"),
-        F.expr("try_variant_get(_json, '$.price', 'string')").alias("_price_text"),
-        F.expr("try_variant_get(_json, '$.qty', 'string')").alias("_qty_text"),
-        # Each field's type once per row, as a column: the checks below read it several times.
-        *(F.schema_of_variant(_field(name)).alias(f"_{name}_type") for name in _TYPED_FIELDS),
+        *(_variant_as(name, "bigint").alias(name) for name in _INTEGER_FIELDS),
+        *(_variant_as(name, "string").alias(f"_{name}_text") for name in _TEXT_FIELDS),
+        # Each field's type once per row, as a column: the checks read it several times.
+        *(F.schema_of_variant(_field(name)).alias(f"_{name}_type") for name in _RULE_FIELDS),
     )
-    units = fields.select(
-        "*",
-        F.when(F.col("_price_text").rlike(_DECIMAL_REGEX), _units(F.col("_price_text"))).alias("price_units"),
-        F.when(F.col("_qty_text").rlike(_DECIMAL_REGEX), _units(F.col("_qty_text"))).alias("qty_units"),
-    )
-    symbol_kind = _type_of("symbol")
-    checks: list[tuple[Column, Column]] = [
-        (F.col("value").isNull(), F.lit("not JSON: empty value")),
-        (~F.is_valid_utf8(F.col("_text")), F.lit("not JSON: invalid UTF-8")),
-        (F.col("_json").isNull(), F.lit("not JSON")),
-        (~F.schema_of_variant(F.col("_json")).startswith("OBJECT"), F.lit("not a JSON object")),
-        (
-            symbol_kind.isNull() | (symbol_kind != "STRING") | (F.col("symbol") == ""),
-            F.lit("symbol missing"),
-        ),
-        *_int_checks("trade_id", 0),
-        *_int_checks("trade_time", 1),
-        (
-            F.col("trade_time") >= MAX_TRADE_TIME_MS,
-            F.concat(F.lit("trade_time out of range, got "), F.col("trade_time").cast("string")),
-        ),
-        (
-            _type_of("is_buyer_maker").isNull() | (_type_of("is_buyer_maker") != "BOOLEAN"),
-            F.lit("is_buyer_maker must be a boolean"),
-        ),
-        *_decimal_checks("price"),
-        *_decimal_checks("qty"),
-        (
-            F.length(F.col("price_units").cast("string")) + F.length(F.col("qty_units").cast("string"))
-            > MAX_NOTIONAL_DIGITS,
-            F.concat(
-                F.lit("price x qty too large to aggregate exactly: "),
-                F.col("_price_text"),
-                F.lit(" x "),
-                F.col("_qty_text"),
-            ),
-        ),
-    ]
+    units = fields.select("*", _units_of("price").alias("price_units"), _units_of("qty").alias("qty_units"))
     return units.select(
         "key",
         "value",
         "topic",
         "partition",
         "offset",
-        "symbol",
+        F.col("_symbol_text").alias("symbol"),
         "trade_id",
         "trade_time",
         "price_units",
         "qty_units",
-        _reason(checks).alias("reason"),
+        _reason(TRADE_RULES).alias("reason"),
     )
 
 

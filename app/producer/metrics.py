@@ -1,17 +1,18 @@
-"""Producer counters, published every few seconds to the metrics topic for the dashboard."""
+"""Producer counters, published every few seconds to the metrics topic as `ProducerMetric`."""
 
 from __future__ import annotations
 
-import json
 import threading
 from dataclasses import dataclass, field
+
+from app.common.schema import ProducerMetric
 
 ERROR_KINDS = ("5xx", "4xx", "timeout", "connection", "malformed")
 
 
 @dataclass
 class ProducerMetrics:
-    """Thread-safe counters; `snapshot` is the JSON document the dashboard reads."""
+    """Thread-safe counters; `snapshot` is the record the dashboard and the fault checks read."""
 
     budget_per_minute: int
     trades_published: int = 0
@@ -37,22 +38,21 @@ class ProducerMetrics:
         with self._lock:
             self.used_weight_1m = used
 
-    def snapshot(self, now_ms: int) -> dict[str, object]:
+    def snapshot(self, now_ms: int) -> ProducerMetric:
         with self._lock:
-            return {
-                "source": "producer",
-                "time": now_ms,
-                "trades_published": self.trades_published,
-                "polls": self.polls,
-                "gaps_backfilled": self.gaps_backfilled,
-                "unrecoverable_gaps": self.unrecoverable_gaps,
-                "http_errors": dict(self.http_errors),
-                "rate_limited_429": self.rate_limited_429,
-                "banned_418": self.banned_418,
-                "used_weight_1m": self.used_weight_1m,
-                "budget_per_minute": self.budget_per_minute,
-                "producer_rebuilds": self.producer_rebuilds,
-            }
+            return ProducerMetric(
+                time=now_ms,
+                trades_published=self.trades_published,
+                polls=self.polls,
+                gaps_backfilled=self.gaps_backfilled,
+                unrecoverable_gaps=self.unrecoverable_gaps,
+                http_errors=dict(self.http_errors),
+                rate_limited_429=self.rate_limited_429,
+                banned_418=self.banned_418,
+                used_weight_1m=self.used_weight_1m,
+                budget_per_minute=self.budget_per_minute,
+                producer_rebuilds=self.producer_rebuilds,
+            )
 
     def to_json(self, now_ms: int) -> bytes:
-        return json.dumps(self.snapshot(now_ms), separators=(",", ":")).encode()
+        return self.snapshot(now_ms).to_json()

@@ -16,7 +16,7 @@ from typing import Any
 
 from confluent_kafka import KafkaError, KafkaException, Message, Producer
 
-from app.common.schema import Trade, now_ms
+from app.common.schema import ProducerMetric, Trade, now_ms
 from app.common.settings import Settings
 from app.producer.kafka_io import TailError, build_producer, read_tail
 from app.producer.metrics import ProducerMetrics
@@ -26,7 +26,7 @@ from app.producer.weight_budget import backoff_s
 log = logging.getLogger(__name__)
 
 METRICS_INTERVAL_S = 5.0
-METRICS_KEY = b"producer"
+METRICS_KEY = ProducerMetric.SOURCE.encode()
 SHUTDOWN_FLUSH_S = 15.0
 REBUILD_SETTLE_S = 1.0
 

@@ -4,53 +4,33 @@ from __future__ import annotations
 
 import itertools
 import json
-import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from decimal import Decimal
-from typing import Any
 
-from app.common.schema import RecordError, Trade, parse_positive_decimal
+from app.common.schema import RecordError, Trade, decimal_value, field_value
 
-# quoteQty is price x qty, which can carry more places than either factor.
-_QUOTE_TEXT = re.compile(r"^[0-9]{1,30}(\.[0-9]{1,20})?$")
 # Binance spot public-data files give microseconds since 2025, milliseconds before. Any
 # millisecond timestamp before the year 5138 is below this; any microsecond one after 1973 above.
 _MICROSECONDS_FROM = 100_000_000_000_000
 CSV_COLUMNS = ("id", "price", "qty", "quote_qty", "time", "is_buyer_maker", "is_best_match")
 
 
-def _quote_qty(value: object) -> Decimal:
-    if not isinstance(value, str) or not _QUOTE_TEXT.match(value):
-        raise RecordError(f"quoteQty is not a decimal string: {value!r}")
-    return Decimal(value)
-
-
-def _int_field(payload: dict[str, Any], name: str) -> int:
-    value = payload.get(name)
-    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-        raise RecordError(f"{name} must be a non-negative integer, got {value!r}")
-    return value
-
-
 def trade_from_binance(payload: object, symbol: str, ingest_time: int) -> Trade:
-    """One element of /api/v3/trades or /api/v3/historicalTrades; RecordError says what is wrong."""
+    """One element of /api/v3/trades or /api/v3/historicalTrades; RecordError says what is wrong.
+
+    Each field is checked by the raw topic's own rules (app.common.schema.TRADE_RULES), with the
+    reason texts the Spark job would give.
+    """
     if not isinstance(payload, dict):
         raise RecordError(f"trade is not a JSON object: {payload!r}")
-    trade_time = _int_field(payload, "time")
-    if trade_time == 0:
-        raise RecordError("time must be positive")
-    is_buyer_maker = payload.get("isBuyerMaker")
-    if not isinstance(is_buyer_maker, bool):
-        raise RecordError(f"isBuyerMaker must be a boolean, got {is_buyer_maker!r}")
     return Trade(
-        trade_id=_int_field(payload, "id"),
+        trade_id=field_value("trade_id", payload.get("id")),
         symbol=symbol,
-        price=parse_positive_decimal(payload.get("price"), "price"),
-        qty=parse_positive_decimal(payload.get("qty"), "qty"),
-        quote_qty=_quote_qty(payload.get("quoteQty")),
-        trade_time=trade_time,
-        is_buyer_maker=is_buyer_maker,
+        price=decimal_value("price", payload.get("price")),
+        qty=decimal_value("qty", payload.get("qty")),
+        quote_qty=decimal_value("quote_qty", payload.get("quoteQty")),
+        trade_time=field_value("trade_time", payload.get("time")),
+        is_buyer_maker=field_value("is_buyer_maker", payload.get("isBuyerMaker")),
         ingest_time=ingest_time,
     )
 
@@ -97,15 +77,13 @@ def trade_from_csv(row: Sequence[str], symbol: str) -> Trade:
         raw_time = int(row[4])
     except ValueError as exc:
         raise RecordError(f"id and time must be integers: {exc}") from None
-    if trade_id < 0 or raw_time <= 0:
-        raise RecordError(f"id must be >= 0 and time > 0, got {trade_id}, {raw_time}")
     return Trade(
-        trade_id=trade_id,
+        trade_id=field_value("trade_id", trade_id),
         symbol=symbol,
-        price=parse_positive_decimal(row[1], "price"),
-        qty=parse_positive_decimal(row[2], "qty"),
-        quote_qty=_quote_qty(row[3]),
-        trade_time=time_to_ms(raw_time),
+        price=decimal_value("price", row[1]),
+        qty=decimal_value("qty", row[2]),
+        quote_qty=decimal_value("quote_qty", row[3]),
+        trade_time=field_value("trade_time", time_to_ms(raw_time)),
         is_buyer_maker=_csv_bool(row[5], "is_buyer_maker"),
     )
 

@@ -19,7 +19,7 @@ from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 from kafka.consumer.fetcher import ConsumerRecord
 from pyspark.sql import SparkSession
 
-from app.common.schema import WindowStats, window_key
+from app.common.schema import SparkMetric, WindowStats, metric_from_json, window_key
 from app.common.settings import Settings
 from app.core.windows import WINDOW_MS, window_start
 from app.processing.job import start_job
@@ -113,13 +113,20 @@ def output_complete(settings: Settings, records: list[dataset.Record]) -> bool:
     return expected_final_keys(records) <= finals.keys() and len(dead) >= len(dataset.BAD_RECORDS)
 
 
+def spark_metrics(bootstrap: str, topic: str) -> list[SparkMetric]:
+    """The metrics topic, decoded by its contract; the job is its only writer here."""
+    metrics = [metric_from_json(r.key, r.value) for r in read_all(bootstrap, topic)]
+    assert all(isinstance(m, SparkMetric) for m in metrics), metrics
+    return [m for m in metrics if isinstance(m, SparkMetric)]
+
+
 @dataclass
 class JobRun:
     settings: Settings
     records: list[dataset.Record]
     aggregates: list[ConsumerRecord]
     dead_letters: list[ConsumerRecord]
-    metrics: list[dict[str, Any]]
+    metrics: list[SparkMetric]
     latencies_ms: list[int] = field(default_factory=list)
     seconds_to_complete: float = 0.0
 
@@ -185,7 +192,7 @@ def job_run(spark: SparkSession, kafka_broker: Any, tmp_path_factory: pytest.Tem
         records=records,
         aggregates=read_all(bootstrap, settings.aggregates_topic),
         dead_letters=read_all(bootstrap, settings.dead_letter_topic),
-        metrics=[json.loads(r.value) for r in read_all(bootstrap, settings.metrics_topic)],
+        metrics=spark_metrics(bootstrap, settings.metrics_topic),
         latencies_ms=latencies,
         seconds_to_complete=elapsed,
     )

@@ -20,6 +20,7 @@ from tests.processing.conftest import (
     job_settings,
     output_complete,
     prepare_topics,
+    spark_metrics,
     wait_until,
     windows_by_finality,
 )
@@ -90,7 +91,7 @@ def test_sigkill_and_restart_give_the_uninterrupted_result(
         _kill_group(first)
     assert first.returncode == -signal.SIGKILL
     killed_at = int(time.time() * 1000)
-    before = [json.loads(r.value) for r in read_all(bootstrap, settings.metrics_topic)]
+    before = spark_metrics(bootstrap, settings.metrics_topic)
 
     second = _start(settings, tmp_path / "second.log")
     try:
@@ -109,9 +110,9 @@ def test_sigkill_and_restart_give_the_uninterrupted_result(
     assert _dead_letters(settings) == _dead_letters(job_run.settings)
 
     # The restart resumed from its checkpoint: no query began again at batch 0.
-    after = [json.loads(r.value) for r in read_all(bootstrap, settings.metrics_topic)][len(before) :]
-    assert after and all(m["time"] >= killed_at - 1_000 for m in after)
+    after = spark_metrics(bootstrap, settings.metrics_topic)[len(before) :]
+    assert after and all(m.time >= killed_at - 1_000 for m in after)
     for query in ("live", "final", "dead_letters"):
-        done_before = max((m["batch_id"] for m in before if m["query"] == query), default=-1)
-        first_after = min(m["batch_id"] for m in after if m["query"] == query)
+        done_before = max((m.batch_id for m in before if m.query == query), default=-1)
+        first_after = min(m.batch_id for m in after if m.query == query)
         assert first_after > done_before >= 0, (query, done_before, first_after)

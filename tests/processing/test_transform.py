@@ -10,10 +10,11 @@ from pyspark.sql import SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql.types import DecimalType, StructField, StructType
 
+from app.common.schema import metric_from_json
 from app.common.settings import Settings
 from app.processing import transform
 from app.processing.job import kafka_source
-from app.processing.metrics import progress_metric
+from app.processing.metrics import METRICS_KEY, progress_metric
 
 UNITS = DecimalType(38, 0)
 
@@ -74,7 +75,8 @@ def test_price_strings_become_exact_units(spark: SparkSession) -> None:
     prices = ["1", "0.1", "00012.5", "67000.01000000", "0.00000001", "99999999999.99999999"]
     trades = [
         (
-            f'{{"trade_id":{i},"symbol":"X","price":"{p}","qty":"1","trade_time":1,"is_buyer_maker":true}}',
+            f'{{"trade_id":{i},"symbol":"X","price":"{p}","qty":"1","quote_qty":"1",'
+            '"trade_time":1,"is_buyer_maker":true}',
             i,
         )
         for i, p in enumerate(prices)
@@ -115,11 +117,11 @@ def test_progress_metric_sums_late_rows_and_reads_the_watermark() -> None:
         "stateOperators": [{"numRowsDroppedByWatermark": 2}, {"numRowsDroppedByWatermark": 1}],
     }
     metric = progress_metric(progress)
-    assert metric["late_rows_dropped"] == 3
-    assert metric["watermark"] == 1_767_225_600_000
-    assert metric["time"] == 1_767_225_605_250
-    assert (metric["query"], metric["batch_id"], metric["batch_duration_ms"]) == ("live", 7, 792)
-    assert (
-        progress_metric({**progress, "eventTime": {"watermark": "1970-01-01T00:00:00.000Z"}})["watermark"]
-        is None
-    )
+    assert metric.late_rows_dropped == 3
+    assert metric.watermark == 1_767_225_600_000
+    assert metric.time == 1_767_225_605_250
+    assert (metric.query, metric.batch_id, metric.batch_duration_ms) == ("live", 7, 792)
+    before_any_event = {**progress, "eventTime": {"watermark": "1970-01-01T00:00:00.000Z"}}
+    assert progress_metric(before_any_event).watermark is None
+    # What the listener publishes is what the dashboard and the checks decode.
+    assert metric_from_json(METRICS_KEY, metric.to_json()) == metric

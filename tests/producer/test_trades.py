@@ -7,7 +7,7 @@ from decimal import Decimal
 
 import pytest
 
-from app.common.schema import RecordError, Trade
+from app.common.schema import MAX_TRADE_TIME_MS, RecordError, Trade
 from app.producer.trades import (
     classify_poll,
     releasable,
@@ -51,10 +51,14 @@ def test_binance_json_trade_keeps_every_decimal() -> None:
         ({"price": 4.000001}, "price must be a decimal string"),
         ({"qty": "-1"}, "qty is not a decimal"),
         ({"price": "0.00000000"}, "price must be positive"),
-        ({"id": "28457"}, "id must be a non-negative integer"),
-        ({"time": None}, "time must be a non-negative integer"),
-        ({"isBuyerMaker": "true"}, "isBuyerMaker must be a boolean"),
-        ({"quoteQty": "1e5"}, "quoteQty is not a decimal"),
+        ({"id": "28457"}, 'trade_id must be an integer, got "28457"'),
+        ({"id": -1}, "trade_id must be >= 0, got -1"),
+        ({"time": None}, "trade_time must be an integer, got null"),
+        ({"time": 0}, "trade_time must be >= 1, got 0"),
+        ({"time": MAX_TRADE_TIME_MS}, f"trade_time out of range, got {MAX_TRADE_TIME_MS}"),
+        ({"isBuyerMaker": "true"}, "is_buyer_maker must be a boolean"),
+        ({"quoteQty": "1e5"}, "quote_qty is not a decimal"),
+        ({"quoteQty": 48.000012}, "quote_qty must be a decimal string, got 48.000012"),
     ],
 )
 def test_bad_json_trades_are_rejected_with_the_reason(change: dict[str, object], reason: str) -> None:
@@ -96,6 +100,9 @@ def test_time_units_boundary() -> None:
         (["x", "2.0", "3.0", "6.0", "1499865549590", "True", "True"], "must be integers"),
         (["1", "2,5", "3.0", "6.0", "1499865549590", "True", "True"], "price is not a decimal"),
         (["1", "2.0", "3.0", "6.0", "1499865549590", "yes", "True"], "is_buyer_maker must be True or False"),
+        (["-1", "2.0", "3.0", "6.0", "1499865549590", "True", "True"], "trade_id must be >= 0"),
+        (["1", "2.0", "3.0", "6.0", "0", "True", "True"], "trade_time must be >= 1"),
+        (["1", "2.0", "3.0", "6,0", "1499865549590", "True", "True"], "quote_qty is not a decimal"),
     ],
 )
 def test_bad_csv_rows_are_rejected_with_the_reason(row: list[str], reason: str) -> None:

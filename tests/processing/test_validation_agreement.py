@@ -1,0 +1,217 @@
+"""One corpus of raw values through `Trade.from_json` and the real Spark `parse_trades`: every value
+is accepted by both, or rejected by both with the same reason (both directions, one table)."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import re
+from string import Formatter
+
+from pyspark.sql import SparkSession
+
+from app.common.schema import (
+    MAX_TRADE_TIME_MS,
+    TRADE_RULES,
+    UNCHECKED_TRADE_FIELDS,
+    DeadLetter,
+    RecordError,
+    Rule,
+    Trade,
+)
+from app.processing import transform
+
+GOOD: dict[str, object] = {
+    "trade_id": 7,
+    "symbol": "BTCUSDT",
+    "price": "67012.34000000",
+    "qty": "0.00012000",
+    "quote_qty": "8.04148080",
+    "trade_time": 1_700_000_000_123,
+    "is_buyer_maker": True,
+    "ingest_time": 1_700_000_000_200,
+}
+_ABSENT = object()
+
+
+def _with(**changes: object) -> bytes:
+    payload = {k: v for k, v in (GOOD | changes).items() if v is not _ABSENT}
+    return json.dumps(payload, ensure_ascii=False).encode()
+
+
+def _text_with(name: str, json_text: str) -> bytes:
+    """GOOD with one field's JSON written by hand (numbers json.dumps would not write as given)."""
+    return _with(**{name: "@@"}).replace(b'"@@"', json_text.encode())
+
+
+def _field_confusions() -> list[tuple[str, bytes | None]]:
+    cases: list[tuple[str, bytes | None]] = []
+    for name in ("symbol", "trade_id", "trade_time", "is_buyer_maker", "price", "qty", "quote_qty"):
+        for label, json_text in [
+            ("missing", None),
+            ("null", "null"),
+            ("true", "true"),
+            ('"true"', '"true"'),
+            ("1.5", "1.5"),
+            ('"1.5"', '"1.5"'),
+            ("1", "1"),
+            ('"1"', '"1"'),
+            ("1.0", "1.0"),
+            ("1e5", "1e5"),
+            ("1.5e300", "1.5e300"),
+            ("1e400", "1e400"),
+            ("object", '{"b": 1, "a": [1.50, "x", -0.0]}'),
+            ("array", "[1, 2]"),
+            ('""', '""'),
+        ]:
+            value = _with(**{name: _ABSENT}) if json_text is None else _text_with(name, json_text)
+            cases.append((f"{name} = {label}", value))
+    return cases
+
+
+# (what it is, the raw Kafka value)
+CORPUS: list[tuple[str, bytes | None]] = [
+    ("good", _with()),
+    ("good, no ingest_time", _with(ingest_time=_ABSENT)),
+    ("good, ingest_time garbage (unchecked)", _with(ingest_time="soon")),
+    ("good, unknown extra field", _with(venue="binance")),
+    ("good, leading and trailing whitespace", b" \n" + _with() + b"\t "),
+    ("good, then trailing text (parse_json reads the first value)", _with() + b"x"),
+    ("good, then a second object", _with() + b' {"a": 1}'),
+    ("good, unicode symbol", _with(symbol="BTC\u00e9\u2028")),
+    # the record as a whole
+    ("tombstone", None),
+    ("empty value", b""),
+    ("only whitespace", b"  \n"),
+    ("not JSON", b"this is not json"),
+    ("invalid UTF-8", b'{"symbol": "BTC\xff\xfe"}'),
+    ("overlong UTF-8", b'{"symbol": "\xc0\xaf"}'),
+    ("UTF-8-encoded surrogate", b'{"symbol": "\xed\xa0\x80"}'),
+    ("byte order mark", b"\xef\xbb\xbf" + _with()),
+    ("NaN", _text_with("price", "NaN")),
+    ("duplicate key", _with()[:-1] + b', "trade_id": 8}'),
+    ("raw control character", _with(symbol="A\x01B").replace(b"\\u0001", b"\x01")),
+    ("escaped NUL in a string", _with(price="\x00")),
+    ("truncated", _with()[:-5]),
+    ("array", b"[1, 2, 3]"),
+    ("number", b"1"),
+    ("string", b'"trade"'),
+    ("null", b"null"),
+    ("true", b"true"),
+    # boundaries of the numeric rules
+    ("trade_id -1", _with(trade_id=-1)),
+    ("trade_id 0", _with(trade_id=0)),
+    ("trade_id at the long limit", _with(trade_id=2**63 - 1)),
+    ("trade_id past the long limit", _with(trade_id=2**63)),
+    ("trade_id far past the long limit", _with(trade_id=10**40)),
+    ("trade_time 0", _with(trade_time=0)),
+    ("trade_time 1", _with(trade_time=1)),
+    ("trade_time just below the bound", _with(trade_time=MAX_TRADE_TIME_MS - 1)),
+    ("trade_time at the bound", _with(trade_time=MAX_TRADE_TIME_MS)),
+    ("trade_time -1", _with(trade_time=-1)),
+    ("price smallest", _with(price="0.00000001")),
+    ("price zero", _with(price="0.00000000")),
+    ("price zero, no fraction", _with(price="0")),
+    ("qty zero", _with(qty="0")),
+    ("price 20 integer digits", _with(price="9" * 20, qty="0.000001")),
+    ("price 21 integer digits", _with(price="9" * 21)),
+    ("price 8 places", _with(price="1.12345678")),
+    ("price 9 places", _with(price="1.123456789")),
+    ("price -1.5", _with(price="-1.5")),
+    ("price +1.5", _with(price="+1.5")),
+    ("price .5", _with(price=".5")),
+    ("price 5.", _with(price="5.")),
+    ("price 1,5", _with(price="1,5")),
+    ("price with a space", _with(price=" 1.5")),
+    ("price with a trailing newline", _with(price="1.5\n")),
+    ("price in full-width digits", _with(price="\uff11")),
+    ("price leading zeros", _with(price="00012.5")),
+    ("notional 32 digits", _with(price="9" * 20, qty="0.00001")),
+    ("notional 33 digits", _with(price="9" * 20, qty="0.0001")),
+    ("notional too large, large qty", _with(price="99999999999999999999.5", qty="99999999999.0")),
+    # quote_qty: Binance's decimal string, checked for form only
+    ("quote_qty lots", _with(quote_qty="lots")),
+    ("quote_qty zero", _with(quote_qty="0")),
+    ("quote_qty 20 places", _with(quote_qty="1." + "1" * 20)),
+    ("quote_qty 21 places", _with(quote_qty="1." + "1" * 21)),
+    ("quote_qty 30 digits", _with(quote_qty="9" * 30)),
+    ("quote_qty 31 digits", _with(quote_qty="9" * 31)),
+    ("quote_qty negative", _with(quote_qty="-8.04")),
+    ("quote_qty exponent", _with(quote_qty="1e5")),
+    # more than one fault: the first rule in table order decides
+    ("symbol and price both bad", _with(symbol="", price="x")),
+    ("price bad and quote_qty bad", _with(price="0", quote_qty="lots")),
+    *_field_confusions(),
+]
+
+
+def python_reason(value: bytes | None) -> str | None:
+    try:
+        Trade.from_json(value)
+    except RecordError as exc:
+        return str(exc)
+    return None
+
+
+def spark_rows(spark: SparkSession) -> tuple[dict[int, str | None], dict[int, bytes]]:
+    """(reason by offset, dead-letter value by offset) of the corpus through the job's transforms."""
+    frame = spark.createDataFrame(
+        [(b"k", value, "raw", 0, offset) for offset, (_, value) in enumerate(CORPUS)],
+        "key binary, value binary, topic string, partition int, offset long",
+    )
+    parsed = transform.parse_trades(frame).cache()
+    reasons = {r.offset: r.reason for r in parsed.select("offset", "reason").collect()}
+    _, invalid = transform.split_valid(parsed)
+    letters = transform.dead_letter_records(invalid).collect()
+    by_offset = {json.loads(r.value)["offset"]: r.value.encode() for r in letters}
+    return reasons, by_offset
+
+
+def broken_rule(reason: str | None) -> Rule | None:
+    """The table row whose reason template produced `reason`."""
+    if reason is None:
+        return None
+    for rule in TRADE_RULES:
+        template = Formatter().parse(rule.reason)
+        parts = [re.escape(literal) + (".*" if name else "") for literal, name, _, _ in template]
+        if re.fullmatch("".join(parts), reason, re.DOTALL):
+            return rule
+    raise AssertionError(f"no rule gives the reason {reason!r}")
+
+
+def test_python_and_spark_accept_and_reject_the_same_records_for_the_same_reason(spark: SparkSession) -> None:
+    reasons, letters = spark_rows(spark)
+    assert len(reasons) == len(CORPUS)
+    disagreements = []
+    for offset, (what, value) in enumerate(CORPUS):
+        if python_reason(value) != reasons[offset]:
+            disagreements.append(f"{what}: Python {python_reason(value)!r}, Spark {reasons[offset]!r}")
+    assert disagreements == []
+    for offset, reason in reasons.items():
+        if reason is not None:  # the dead letter decodes to the same layout and reason
+            letter = DeadLetter.from_json(letters[offset])
+            assert letter.to_json() == letters[offset]
+            assert (letter.reason, letter.offset, letter.topic) == (reason, offset, "raw")
+
+
+def test_the_corpus_breaks_every_rule_and_passes_them_all() -> None:
+    broken = [broken_rule(python_reason(value)) for _, value in CORPUS]
+    assert None in broken
+    missed = [rule for rule in TRADE_RULES if rule not in broken]
+    assert missed == []
+
+
+def test_the_table_checks_every_field_a_trade_carries_on_the_wire() -> None:
+    wire = set(json.loads(Trade.from_json(_with()).to_json()))
+    assert wire == {item.name for item in dataclasses.fields(Trade)}
+    checked = {rule.field for rule in TRADE_RULES if rule.field}
+    assert checked | set(UNCHECKED_TRADE_FIELDS) == wire
+    assert not checked & set(UNCHECKED_TRADE_FIELDS)
+
+
+def test_a_valid_trade_round_trips_unchanged() -> None:
+    for _, value in CORPUS[:2]:
+        assert value is not None
+        assert json.loads(Trade.from_json(value).to_json()) == json.loads(value) | {
+            "ingest_time": json.loads(value).get("ingest_time", 0)
+        }
