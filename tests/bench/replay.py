@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from app.common.schema import now_ms
+from app.common.schema import SparkMetric, now_ms
 from app.core.windows import WINDOW_MS, window_start
 from app.localkafka.broker import LocalBroker
 from app.processing.job import QUERY_NAMES
@@ -68,20 +68,20 @@ def prepare(broker: LocalBroker, work: Path, count: int) -> ReplayData:
     return ReplayData(raw_topic, written, expected, round(time.monotonic() - started, 1))
 
 
-def consumed(progress: list[dict[str, Any]], total: int) -> bool:
+def consumed(progress: list[SparkMetric], total: int) -> bool:
     rows = {name: 0 for name in QUERY_NAMES}
     for metric in progress:
-        if metric.get("query") in rows:
-            rows[metric["query"]] += metric.get("num_input_rows") or 0
+        if metric.query in rows:
+            rows[metric.query] += metric.num_input_rows
     return all(n >= total for n in rows.values())
 
 
-def busy_span_ms(progress: list[dict[str, Any]]) -> tuple[int, int] | None:
+def busy_span_ms(progress: list[SparkMetric]) -> tuple[int, int] | None:
     """(start of the first batch with input, end of the last one), over every query."""
-    busy = [m for m in progress if m.get("num_input_rows") and m.get("time") is not None]
+    busy = [m for m in progress if m.num_input_rows and m.time]
     if not busy:
         return None
-    return min(m["time"] for m in busy), max(m["time"] + (m.get("batch_duration_ms") or 0) for m in busy)
+    return min(m.time for m in busy), max(m.time + (m.batch_duration_ms or 0) for m in busy)
 
 
 def run_variant(broker: LocalBroker, work: Path, data: ReplayData, variant: str) -> dict[str, Any]:
@@ -96,7 +96,7 @@ def run_variant(broker: LocalBroker, work: Path, data: ReplayData, variant: str)
     try:
         # Generous: 2,000 trades/s at least, whatever the machine.
         wait_for(
-            lambda: consumed(topics.metrics(bootstrap, env["TELEMETRY_METRICS_TOPIC"]), data.trades),
+            lambda: consumed(topics.spark_metrics(bootstrap, env["TELEMETRY_METRICS_TOPIC"]), data.trades),
             120 + data.trades / 2_000,
             "every offset consumed by the three queries",
             [spark],
@@ -110,14 +110,12 @@ def run_variant(broker: LocalBroker, work: Path, data: ReplayData, variant: str)
         )
     finally:
         spark.stop()
-    progress = topics.metrics(bootstrap, env["TELEMETRY_METRICS_TOPIC"])
+    progress = topics.spark_metrics(bootstrap, env["TELEMETRY_METRICS_TOPIC"])
     span = busy_span_ms(progress)
     seconds = (span[1] - span[0]) / 1000 if span else None
     _, finals = topics.aggregates(bootstrap, env["TELEMETRY_AGGREGATES_TOPIC"])
-    batches = {
-        q: sum(1 for m in progress if m.get("query") == q and m.get("num_input_rows")) for q in QUERY_NAMES
-    }
-    longest = max((m.get("batch_duration_ms") or 0 for m in progress), default=0)
+    batches = {q: sum(1 for m in progress if m.query == q and m.num_input_rows) for q in QUERY_NAMES}
+    longest = max((m.batch_duration_ms or 0 for m in progress), default=0)
     return {
         "variant": variant,
         "state_store": store,

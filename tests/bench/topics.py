@@ -9,7 +9,7 @@ from typing import Any
 from confluent_kafka import KafkaException, Producer
 from kafka import KafkaConsumer, TopicPartition
 
-from app.common.schema import Trade, WindowStats
+from app.common.schema import SparkMetric, Trade, WindowStats, metric_from_json
 from tests.bench.stats import RowSeen
 from tests.support.kafka import read_all
 
@@ -87,5 +87,7 @@ def raw_trades(bootstrap: str, topic: str) -> list[Trade]:
     return [Trade.from_json(r.value) for r in read_all(bootstrap, topic, timeout_s=600)]
 
 
-def metrics(bootstrap: str, topic: str) -> list[dict[str, Any]]:
-    return [json.loads(r.value) for r in read_all(bootstrap, topic, timeout_s=60)]
+def spark_metrics(bootstrap: str, topic: str) -> list[SparkMetric]:
+    """The Spark job's progress reports on the metrics topic, decoded by their contract."""
+    reports = [metric_from_json(r.key, r.value) for r in read_all(bootstrap, topic, timeout_s=60)]
+    return [m for m in reports if isinstance(m, SparkMetric)]

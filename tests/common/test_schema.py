@@ -7,7 +7,17 @@ from decimal import Decimal
 
 import pytest
 
-from app.common.schema import RecordError, Trade, WindowStats
+from app.common.schema import (
+    MAX_TRADE_TIME_MS,
+    DeadLetter,
+    ProducerMetric,
+    RecordError,
+    SparkMetric,
+    Trade,
+    WindowStats,
+    field_value,
+    metric_from_json,
+)
 from app.common.settings import Settings
 
 GOOD = {
@@ -41,6 +51,7 @@ def test_trade_round_trip_keeps_decimal_text() -> None:
         ({"is_buyer_maker": "yes"}, "is_buyer_maker must be a boolean"),
         ({"price": "1.5\n"}, "price is not a decimal"),
         ({"quote_qty": "lots"}, "quote_qty is not a decimal"),
+        ({"trade_time": 253_402_300_800_000}, "trade_time out of range, got 253402300800000"),
     ],
 )
 def test_bad_trades_name_their_fault(change: dict[str, object], reason: str) -> None:
@@ -92,3 +103,68 @@ def test_settings_from_env_and_flags() -> None:
 def test_settings_reject_bad_numbers() -> None:
     with pytest.raises(SystemExit, match="TELEMETRY_SHUFFLE_PARTITIONS"):
         Settings.from_env({"TELEMETRY_SHUFFLE_PARTITIONS": "many"})
+
+
+def test_producer_metric_keeps_the_layout_the_dashboard_has_always_read() -> None:
+    metric = ProducerMetric(time=5, trades_published=3, http_errors={"5xx": 1}, budget_per_minute=3000)
+    assert list(json.loads(metric.to_json())) == [
+        "source", "time", "trades_published", "polls", "gaps_backfilled", "unrecoverable_gaps",
+        "http_errors", "rate_limited_429", "banned_418", "used_weight_1m", "budget_per_minute",
+        "producer_rebuilds",
+    ]  # fmt: skip
+    assert metric_from_json(b"producer", metric.to_json()) == metric
+
+
+def test_spark_metric_round_trip_by_source_or_key() -> None:
+    metric = SparkMetric("live", 7, 1_000, 40, 2, None, 80.0, 50.5, 792, 12)
+    assert json.loads(metric.to_json())["source"] == "spark"
+    assert metric_from_json(None, metric.to_json()) == metric
+    without_source = {k: v for k, v in json.loads(metric.to_json()).items() if k != "source"}
+    assert metric_from_json(b"spark", json.dumps(without_source)) == metric
+    assert metric_from_json(b"spark", json.dumps({"source": "elsewhere"})) is None
+
+
+def test_metric_decoding_takes_defaults_for_missing_fields() -> None:
+    assert metric_from_json(b"producer", b"{}") == ProducerMetric()
+    assert metric_from_json(None, b'{"source":"spark","query":"final","batch_id":2}') == SparkMetric(
+        query="final", batch_id=2
+    )
+
+
+@pytest.mark.parametrize(
+    ("raw", "reason"),
+    [
+        (b"not json", "metric is not JSON"),
+        (b"[1]", "metric is not a JSON object"),
+        (b'{"source":"producer","trades_published":"5"}', "trades_published must be an integer"),
+        (b'{"source":"producer","polls":true}', "polls must be an integer"),
+        (b'{"source":"producer","http_errors":[1]}', "http_errors must be an object of counts"),
+        (b'{"source":"producer","http_errors":{"5xx":1.5}}', "http_errors.5xx must be an integer"),
+        (b'{"source":"spark","watermark":"soon"}', "watermark must be an integer"),
+        (b'{"source":"spark","query":7}', "query must be a string"),
+        (b'{"source":"spark","input_rows_per_second":"fast"}', "input_rows_per_second must be a number"),
+    ],
+)
+def test_metric_decoding_rejects_garbage_with_the_field(raw: bytes, reason: str) -> None:
+    with pytest.raises(RecordError, match=reason):
+        metric_from_json(None, raw)
+
+
+def test_dead_letter_round_trip_and_required_fields() -> None:
+    letter = DeadLetter("not JSON", "raw", 0, 12, "this is not json \u00e9")
+    layout = '{"reason":"not JSON","topic":"raw","partition":0,"offset":12,"value":"this is not json \u00e9"}'
+    assert letter.to_json() == layout.encode()
+    assert DeadLetter.from_json(letter.to_json()) == letter
+    with pytest.raises(RecordError, match="offset missing"):
+        DeadLetter.from_json(b'{"reason":"x","topic":"raw","partition":0,"value":""}')
+
+
+def test_field_checks_give_the_reasons_of_the_whole_record() -> None:
+    assert field_value("trade_time", MAX_TRADE_TIME_MS - 1) == MAX_TRADE_TIME_MS - 1
+    bad = [("trade_time", MAX_TRADE_TIME_MS), ("price", "0"), ("quote_qty", 8.04), ("trade_id", -1)]
+    for name, value in bad:
+        with pytest.raises(RecordError) as from_field:
+            field_value(name, value)
+        with pytest.raises(RecordError) as from_record:
+            Trade.from_json(json.dumps(GOOD | {name: value}))
+        assert str(from_field.value) == str(from_record.value)

@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
 
-from app.common.schema import WindowStats
+from app.common.schema import DeadLetter, ProducerMetric, WindowStats
 
 # The fields the exact reference (tests.support.pipeline.expected_windows) computes.
 WINDOW_FIELDS = (
@@ -141,14 +141,14 @@ class DeadLetterReport:
     unexpected: int  # dead letters for records that were not written as bad
 
 
-def dead_letters(letters: Sequence[Mapping[str, Any]], written: Sequence[bytes | None]) -> DeadLetterReport:
+def dead_letters(letters: Sequence[DeadLetter], written: Sequence[bytes | None]) -> DeadLetterReport:
     """Dead letters against the bad values written (None = an empty value), by value, each once."""
-    by_offset: dict[tuple[int, int], Mapping[str, Any]] = {}
+    by_offset: dict[tuple[int, int], DeadLetter] = {}
     for letter in letters:
-        by_offset.setdefault((letter["partition"], letter["offset"]), letter)
+        by_offset.setdefault((letter.partition, letter.offset), letter)
     wanted = Counter(_as_text(value) for value in written)
-    got = Counter(str(letter.get("value") or "") for letter in by_offset.values())
-    reasons = Counter(_reason_head(str(letter["reason"])) for letter in by_offset.values())
+    got = Counter(letter.value for letter in by_offset.values())
+    reasons = Counter(_reason_head(letter.reason) for letter in by_offset.values())
     return DeadLetterReport(
         count=len(letters),
         distinct=len(by_offset),
@@ -171,7 +171,7 @@ def _reason_head(reason: str) -> str:
 class Evidence:
     """What the pipeline itself showed about the fault (metrics topic, logs, exchange log)."""
 
-    producer: dict[str, Any] = field(default_factory=dict)  # highest value of each counter
+    producer: ProducerMetric = field(default_factory=ProducerMetric)  # highest value of each counter
     producer_snapshots: int = 0
     spark_snapshots: int = 0
     spark_batches_before: dict[str, int] = field(default_factory=dict)  # last batch id before the fault
@@ -189,17 +189,20 @@ class Evidence:
     dead_letters: int = 0
 
 
-def max_counters(snapshots: Iterable[Mapping[str, Any]]) -> dict[str, Any]:
+def max_counters(snapshots: Iterable[ProducerMetric]) -> ProducerMetric:
     """The highest value each producer counter reached (a restarted producer counts from 0)."""
-    best: dict[str, Any] = {"http_errors": {}}
+    best: dict[str, Any] = {}  # counter name -> highest value
+    errors: dict[str, int] = {}
     for snap in snapshots:
-        for name, value in snap.items():
-            if name == "http_errors" and isinstance(value, dict):
-                for kind, n in value.items():
-                    best["http_errors"][kind] = max(best["http_errors"].get(kind, 0), n)
-            elif isinstance(value, int) and not isinstance(value, bool) and name != "time":
-                best[name] = max(best.get(name, 0), value)
-    return best
+        for name, value in snap.counters():
+            best[name] = max(best.get(name, 0), value)
+        for kind, n in snap.http_errors.items():
+            errors[kind] = max(errors.get(kind, 0), n)
+    return ProducerMetric(http_errors=errors, **best)
+
+
+def _figures(**values: object) -> str:
+    return " ".join(f"{name}={value}" for name, value in values.items())
 
 
 def _batches_continue(e: Evidence) -> bool:
@@ -212,14 +215,14 @@ def _batches_continue(e: Evidence) -> bool:
 
 def event_counted(case: str, e: Evidence) -> tuple[bool, str]:
     """Whether the fault of `case` was counted and is visible, with the figures that show it."""
-    errors = e.producer.get("http_errors", {})
+    counters = e.producer
     if case == "baseline":
         return True, "-"
     if case == "producer_sigkill":
         # Two starts resume each of the two symbols; the trades missed while down are back-filled.
-        resumes, filled = e.log_events.get("resume", 0), e.producer.get("gaps_backfilled", 0)
-        ok = e.restarts.get("producer", 0) >= 1 and resumes >= 2 * 2 and filled >= 1
-        return ok, f"restarts={e.restarts.get('producer', 0)} resume_lines={resumes} gaps_backfilled={filled}"
+        restarts, resumes = e.restarts.get("producer", 0), e.log_events.get("resume", 0)
+        ok = restarts >= 1 and resumes >= 2 * 2 and counters.gaps_backfilled >= 1
+        return ok, _figures(restarts=restarts, resume_lines=resumes, gaps_backfilled=counters.gaps_backfilled)
     if case == "spark_sigkill":
         ok = e.restarts.get("spark", 0) >= 1 and _batches_continue(e)
         return ok, (
@@ -227,28 +230,29 @@ def event_counted(case: str, e: Evidence) -> tuple[bool, str]:
             f"after={e.spark_batches_after}"
         )
     if case == "broker_stop":
-        seen = e.log_events.get("kafka_unreachable", 0) + e.producer.get("producer_rebuilds", 0)
-        ok = seen >= 1 and bool(e.spark_batches_after)
-        return ok, (
-            f"kafka_unreachable={e.log_events.get('kafka_unreachable', 0)} "
-            f"rebuilds={e.producer.get('producer_rebuilds', 0)} spark_after={bool(e.spark_batches_after)}"
+        unreachable = e.log_events.get("kafka_unreachable", 0)
+        ok = unreachable + counters.producer_rebuilds >= 1 and bool(e.spark_batches_after)
+        return ok, _figures(
+            kafka_unreachable=unreachable,
+            rebuilds=counters.producer_rebuilds,
+            spark_after=bool(e.spark_batches_after),
         )
-    if case in ("http_429", "http_418"):
-        name = "rate_limited_429" if case == "http_429" else "banned_418"
-        ok = e.producer.get(name, 0) >= 1 and e.violations == 0
-        return ok, f"{name}={e.producer.get(name, 0)} violations={e.violations}"
+    if case == "http_429":
+        ok = counters.rate_limited_429 >= 1 and e.violations == 0
+        return ok, _figures(rate_limited_429=counters.rate_limited_429, violations=e.violations)
+    if case == "http_418":
+        ok = counters.banned_418 >= 1 and e.violations == 0
+        return ok, _figures(banned_418=counters.banned_418, violations=e.violations)
     single = {"http_500": "5xx", "http_timeout": "timeout", "http_malformed": "malformed",
               "http_truncated": "malformed"}  # fmt: skip
     if case in single:
         kind = single[case]
-        ok = errors.get(kind, 0) >= e.faults_served >= 1 and e.faults_pending == 0
-        return ok, f"http_errors.{kind}={errors.get(kind, 0)} faults_served={e.faults_served}"
+        errors = counters.http_errors.get(kind, 0)
+        ok = errors >= e.faults_served >= 1 and e.faults_pending == 0
+        return ok, f"http_errors.{kind}={errors} faults_served={e.faults_served}"
     if case == "id_gap":
-        ok = e.producer.get("gaps_backfilled", 0) >= 1 and e.historical_requests >= 1
-        return (
-            ok,
-            f"gaps_backfilled={e.producer.get('gaps_backfilled', 0)} historical={e.historical_requests}",
-        )
+        ok = counters.gaps_backfilled >= 1 and e.historical_requests >= 1
+        return ok, _figures(gaps_backfilled=counters.gaps_backfilled, historical=e.historical_requests)
     if case == "bad_records":
         return e.dead_letters >= 1, f"dead_letters={e.dead_letters}"
     raise ValueError(f"unknown case {case!r}")

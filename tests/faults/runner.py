@@ -15,11 +15,20 @@ import traceback
 from collections import Counter
 from collections.abc import Callable
 from contextlib import ExitStack
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, cast
 
-from app.common.schema import RecordError, Trade, WindowStats
+from app.common.schema import (
+    DeadLetter,
+    Metric,
+    ProducerMetric,
+    RecordError,
+    SparkMetric,
+    Trade,
+    WindowStats,
+    metric_from_json,
+)
 from app.common.settings import Settings
 from app.localkafka.broker import LocalBroker
 from tests.faults import checks
@@ -358,24 +367,32 @@ class CaseRun:
         rows = [WindowStats.from_json(r.value) for r in read_all(bootstrap, s.aggregates_topic, timeout_s=60)]
         obs.finals = checks.final_windows(rows)
         obs.vs_exact = checks.window_differences(obs.finals.windows, self._expected())
-        letters = [json.loads(r.value) for r in read_all(bootstrap, s.dead_letter_topic, timeout_s=60)]
+        dead = read_all(bootstrap, s.dead_letter_topic, timeout_s=60)
+        letters = [DeadLetter.from_json(r.value) for r in dead]
         obs.letters = checks.dead_letters(letters, self.bad_values)
-        metrics = [(r.key, json.loads(r.value)) for r in read_all(bootstrap, s.metrics_topic, timeout_s=60)]
-        obs.evidence = self._evidence(metrics, len(letters))
+        reports = read_all(bootstrap, s.metrics_topic, timeout_s=60)
+        metrics = [metric_from_json(r.key, r.value) for r in reports]
+        obs.evidence = self._evidence([m for m in metrics if m is not None], len(letters))
         obs.evidence.late_risk = checks.late_risk((t.trade_time, t.ingest_time) for t in trades)
         (self.logs / "observation.json").write_text(
-            json.dumps({"windows": checks.canonical(obs.finals.windows), "dead_letters": letters}, indent=1)
+            json.dumps(
+                {
+                    "windows": checks.canonical(obs.finals.windows),
+                    "dead_letters": [asdict(letter) for letter in letters],
+                },
+                indent=1,
+            )
         )
 
-    def _evidence(self, metrics: list[tuple[bytes, dict[str, Any]]], letters: int) -> checks.Evidence:
+    def _evidence(self, metrics: list[Metric], letters: int) -> checks.Evidence:
         assert self.exchange is not None and self.producer is not None and self.spark is not None
-        producer = [m for key, m in metrics if key == b"producer"]
-        spark = [m for key, m in metrics if key == b"spark"]
+        producer = [m for m in metrics if isinstance(m, ProducerMetric)]
+        spark = [m for m in metrics if isinstance(m, SparkMetric)]
         e = checks.Evidence(
             producer=checks.max_counters(producer),
             producer_snapshots=len(producer),
             spark_snapshots=len(spark),
-            late_rows_dropped=sum(int(m.get("late_rows_dropped") or 0) for m in spark),
+            late_rows_dropped=sum(m.late_rows_dropped for m in spark),
             restarts={"producer": self.producer.restarts, "spark": self.spark.restarts},
             log_events=dict(Counter(re.findall(r"event=(\w+)", self.producer.log_text()))),
             historical_requests=len(self.exchange.requests(HISTORICAL_TRADES_PATH)),
@@ -388,8 +405,8 @@ class CaseRun:
         )
         if self.fault_ms is not None:
             for m in spark:
-                query, batch, at = m.get("query"), m.get("batch_id"), m.get("time") or 0
-                if query is None or batch is None:
+                query, batch, at = m.query, m.batch_id, m.time
+                if not query:
                     continue
                 if at < self.fault_ms:
                     e.spark_batches_before[query] = max(e.spark_batches_before.get(query, -1), batch)

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from decimal import Decimal
 
-from app.common.schema import WindowStats
+from app.common.schema import DeadLetter, ProducerMetric, WindowStats, metric_from_json
+from app.producer.metrics import ProducerMetrics
 from tests.faults import checks
 from tests.faults.cases import CASE_NAMES, SIZES
 from tests.faults.dataset import BAD_RECORDS, SYMBOLS, build
@@ -57,10 +58,7 @@ def _text(value: bytes | None) -> str:
 
 def test_dead_letters_match_by_value_and_ignore_redelivery() -> None:
     written = [value for _, value in BAD_RECORDS]
-    letters = [
-        {"reason": f"reason {i}: x", "partition": 0, "offset": i, "value": _text(v)}
-        for i, v in enumerate(written)
-    ]
+    letters = [DeadLetter(f"reason {i}: x", "raw", 0, i, _text(v)) for i, v in enumerate(written)]
     report = checks.dead_letters([*letters, letters[0]], written)  # the sink is at-least-once
     assert (report.count, report.distinct, report.missing, report.unexpected) == (
         len(written) + 1, len(written), 0, 0,
@@ -76,16 +74,29 @@ def test_every_case_has_an_event_check() -> None:
 
 
 def test_counters_take_the_highest_value_across_restarts() -> None:
-    first = {"rate_limited_429": 2, "http_errors": {"5xx": 1}}
-    after_restart = {"rate_limited_429": 0, "http_errors": {"5xx": 3}}
+    first = ProducerMetric(time=1, rate_limited_429=2, polls=5, http_errors={"5xx": 1})
+    after_restart = ProducerMetric(time=2, rate_limited_429=0, polls=7, http_errors={"5xx": 3, "timeout": 1})
     best = checks.max_counters([first, after_restart])
-    assert best["rate_limited_429"] == 2 and best["http_errors"]["5xx"] == 3
+    assert best == ProducerMetric(rate_limited_429=2, polls=7, http_errors={"5xx": 3, "timeout": 1})
+
+
+def test_counters_are_read_from_what_the_producer_publishes() -> None:
+    metrics = ProducerMetrics(budget_per_minute=3000)
+    metrics.add("gaps_backfilled")
+    metrics.add("banned_418", 2)
+    metrics.http_error("timeout")
+    published = metric_from_json(None, metrics.to_json(now_ms=1_000))
+    assert isinstance(published, ProducerMetric)
+    evidence = checks.Evidence(producer=checks.max_counters([published]), historical_requests=1)
+    assert checks.event_counted("id_gap", evidence) == (True, "gaps_backfilled=1 historical=1")
+    assert checks.event_counted("http_418", evidence) == (True, "banned_418=2 violations=0")
+    assert not checks.event_counted("http_429", evidence)[0]
 
 
 def test_http_fault_counted_only_when_every_served_fault_is() -> None:
-    evidence = checks.Evidence(producer={"http_errors": {"5xx": 2}}, faults_served=3)
+    evidence = checks.Evidence(producer=ProducerMetric(http_errors={"5xx": 2}), faults_served=3)
     assert not checks.event_counted("http_500", evidence)[0]
-    evidence.producer["http_errors"]["5xx"] = 3
+    evidence.producer = ProducerMetric(http_errors={"5xx": 3})
     assert checks.event_counted("http_500", evidence)[0]
 
 
