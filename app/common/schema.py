@@ -27,7 +27,7 @@ import time
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import MISSING, asdict, dataclass, field, fields
 from decimal import Decimal
-from enum import Enum
+from enum import Enum, auto
 from functools import cache
 from string import Formatter
 from typing import Any, ClassVar, TypeVar
@@ -61,22 +61,22 @@ class RecordError(ValueError):
 
 
 class Check(Enum):
-    """What one rule checks. Each kind has one Python predicate (here) and one Spark column
-    (app/processing/transform.py); a rule is bad when its predicate holds."""
+    """What one rule checks. Each kind has one Python predicate (`_BAD` below) and one Spark column
+    (`_bad` in app/processing/transform.py); both say when a record breaks the rule."""
 
-    PRESENT = "the Kafka value is not empty (a tombstone)"
-    UTF8 = "the value is valid UTF-8"
-    JSON = "the text is JSON (as Spark's parse_json reads it: the first value, no duplicate keys)"
-    OBJECT = "the JSON is an object"
-    NON_EMPTY_STRING = "the field is a non-empty JSON string"
-    INTEGER = "the field is a JSON integer within a signed 64-bit long"
-    AT_LEAST = "the integer field is >= bound"
-    BELOW = "the integer field is < bound"
-    BOOLEAN = "the field is true or false"
-    STRING = "the field is a JSON string"
-    DECIMAL_TEXT = "the string is a plain decimal: 1..digits digits, then optionally 1..places places"
-    POSITIVE = "the decimal string is above zero"
-    NOTIONAL = "price and qty in units of 10^-8 have at most bound digits between them"
+    PRESENT = auto()  # the Kafka value is not empty (a tombstone)
+    UTF8 = auto()  # the value is valid UTF-8
+    JSON = auto()  # the text is JSON (as Spark's parse_json reads it: the first value, no duplicate keys)
+    OBJECT = auto()  # the JSON is an object
+    NON_EMPTY_STRING = auto()  # the field is a non-empty JSON string
+    INTEGER = auto()  # the field is a JSON integer within a signed 64-bit long
+    AT_LEAST = auto()  # the integer field is >= bound
+    BELOW = auto()  # the integer field is < bound
+    BOOLEAN = auto()  # the field is true or false
+    STRING = auto()  # the field is a JSON string
+    DECIMAL_TEXT = auto()  # the string is a plain decimal: 1..digits digits, then optionally 1..places places
+    POSITIVE = auto()  # the decimal string is above zero
+    NOTIONAL = auto()  # price and qty in units of 10^-8 have at most bound digits between them
 
 
 @dataclass(frozen=True, slots=True)
@@ -418,11 +418,11 @@ def window_key(symbol: str, window_start: int) -> str:
 def _json_object(raw: bytes | str, what: str) -> dict[str, Any]:
     try:
         payload = json.loads(raw)
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        if isinstance(payload, dict):
+            return payload
+    except ValueError as exc:  # bad JSON, or bytes that are not UTF-8
         raise RecordError(f"{what} is not JSON: {exc}") from None
-    if not isinstance(payload, dict):
-        raise RecordError(f"{what} is not a JSON object")
-    return payload
+    raise RecordError(f"{what} is not a JSON object")
 
 
 def _as_int(name: str, value: Any) -> int:

@@ -20,17 +20,8 @@ from app.common.schema import (
     Trade,
 )
 from app.processing import transform
+from tests.common.test_schema import GOOD
 
-GOOD: dict[str, object] = {
-    "trade_id": 7,
-    "symbol": "BTCUSDT",
-    "price": "67012.34000000",
-    "qty": "0.00012000",
-    "quote_qty": "8.04148080",
-    "trade_time": 1_700_000_000_123,
-    "is_buyer_maker": True,
-    "ingest_time": 1_700_000_000_200,
-}
 _ABSENT = object()
 
 
