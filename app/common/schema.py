@@ -32,8 +32,10 @@ from functools import cache
 from string import Formatter
 from typing import Any, ClassVar, TypeVar
 
-# Binance quotes every price and quantity with at most 8 decimal places.
+# Binance quotes every price and quantity with at most 8 decimal places; 20 whole digits keep its
+# count of 10^-8 units within DECIMAL(28,0), the type the Spark job aggregates prices in.
 MAX_DECIMAL_PLACES = 8
+MAX_WHOLE_DIGITS = 20
 # quoteQty is price x qty, which can carry more places than either factor.
 QUOTE_QTY_DIGITS = 30
 QUOTE_QTY_PLACES = 20
@@ -135,9 +137,9 @@ TRADE_RULES: tuple[Rule, ...] = (
     *_integer_rules("trade_time", at_least=1),
     Rule("trade_time", Check.BELOW, "trade_time out of range, got {text}", bound=MAX_TRADE_TIME_MS),
     Rule("is_buyer_maker", Check.BOOLEAN, "is_buyer_maker must be a boolean"),
-    *_decimal_rules("price", 20, MAX_DECIMAL_PLACES),
+    *_decimal_rules("price", MAX_WHOLE_DIGITS, MAX_DECIMAL_PLACES),
     Rule("price", Check.POSITIVE, "price must be positive, got {text}"),
-    *_decimal_rules("qty", 20, MAX_DECIMAL_PLACES),
+    *_decimal_rules("qty", MAX_WHOLE_DIGITS, MAX_DECIMAL_PLACES),
     Rule("qty", Check.POSITIVE, "qty must be positive, got {text}"),
     Rule(
         "",
