@@ -320,6 +320,12 @@ def decimal_value(name: str, value: object) -> Decimal:
     return Decimal(field_value(name, value))
 
 
+def _plain(number: Decimal) -> str:
+    """A decimal as the wire writes it: never in exponent form (str() writes 0.00000010 as 1.0E-7),
+    with the places it has, so a decimal string read from the wire is written back unchanged."""
+    return format(number, "f")
+
+
 @dataclass(frozen=True, slots=True)
 class Trade:
     trade_id: int
@@ -336,9 +342,9 @@ class Trade:
             {
                 "trade_id": self.trade_id,
                 "symbol": self.symbol,
-                "price": str(self.price),
-                "qty": str(self.qty),
-                "quote_qty": str(self.quote_qty),
+                "price": _plain(self.price),
+                "qty": _plain(self.qty),
+                "quote_qty": _plain(self.quote_qty),
                 "trade_time": self.trade_time,
                 "is_buyer_maker": self.is_buyer_maker,
                 "ingest_time": self.ingest_time,
@@ -395,7 +401,7 @@ class WindowStats:
         payload: dict[str, Any] = {}
         for item in fields(self):
             value = getattr(self, item.name)
-            payload[item.name] = str(value) if isinstance(value, Decimal) else value
+            payload[item.name] = _plain(value) if isinstance(value, Decimal) else value
         return json.dumps(payload, separators=(",", ":")).encode()
 
     @classmethod
