@@ -63,8 +63,9 @@ class RecordError(ValueError):
 
 
 class Check(Enum):
-    """What one rule checks. Each kind has one Python predicate (`_BAD` below) and one Spark column
-    (`_bad` in app/processing/transform.py); both say when a record breaks the rule."""
+    """What one rule checks. Each kind has one Python case (`_breaks` below) and one Spark column
+    (`_bad` in app/processing/transform.py); both say when a record breaks the rule, and mypy
+    holds both matches exhaustive."""
 
     PRESENT = auto()  # the Kafka value is not empty (a tombstone)
     UTF8 = auto()  # the value is valid UTF-8
@@ -230,21 +231,36 @@ def _units_digits(text: str) -> int:
     return len(str(int(whole + fraction.ljust(MAX_DECIMAL_PLACES, "0"))))
 
 
-_BAD: dict[Check, Callable[[Rule, _Reading], bool]] = {
-    Check.PRESENT: lambda rule, r: r.raw is None,
-    Check.UTF8: lambda rule, r: r.text is None,
-    Check.JSON: lambda rule, r: r.document is _NOT_JSON,
-    Check.OBJECT: lambda rule, r: not isinstance(r.document, dict),
-    Check.NON_EMPTY_STRING: lambda rule, r: not (isinstance(r.get(rule.field), str) and r.get(rule.field)),
-    Check.INTEGER: lambda rule, r: not _is_long(r.get(rule.field)),
-    Check.AT_LEAST: lambda rule, r: r.get(rule.field) < rule.bound,
-    Check.BELOW: lambda rule, r: r.get(rule.field) >= rule.bound,
-    Check.BOOLEAN: lambda rule, r: not isinstance(r.get(rule.field), bool),
-    Check.STRING: lambda rule, r: not isinstance(r.get(rule.field), str),
-    Check.DECIMAL_TEXT: lambda rule, r: not _regex(rule.pattern).fullmatch(r.get(rule.field)),
-    Check.POSITIVE: lambda rule, r: not _regex("[1-9]").search(r.get(rule.field)),
-    Check.NOTIONAL: lambda rule, r: _units_digits(r.get("price")) + _units_digits(r.get("qty")) > rule.bound,
-}
+def _breaks(rule: Rule, r: _Reading) -> bool:
+    """Whether the reading breaks the rule; each case assumes the rules before it held."""
+    value = r.get(rule.field)
+    match rule.check:
+        case Check.PRESENT:
+            return r.raw is None
+        case Check.UTF8:
+            return r.text is None
+        case Check.JSON:
+            return r.document is _NOT_JSON
+        case Check.OBJECT:
+            return not isinstance(r.document, dict)
+        case Check.NON_EMPTY_STRING:
+            return not (isinstance(value, str) and value)
+        case Check.INTEGER:
+            return not _is_long(value)
+        case Check.AT_LEAST:
+            return bool(value < rule.bound)
+        case Check.BELOW:
+            return bool(value >= rule.bound)
+        case Check.BOOLEAN:
+            return not isinstance(value, bool)
+        case Check.STRING:
+            return not isinstance(value, str)
+        case Check.DECIMAL_TEXT:
+            return not _regex(rule.pattern).fullmatch(value)
+        case Check.POSITIVE:
+            return not _regex("[1-9]").search(value)
+        case Check.NOTIONAL:
+            return _units_digits(r.get("price")) + _units_digits(r.get("qty")) > rule.bound
 
 
 def _double_text(value: float) -> str:
@@ -296,7 +312,7 @@ def _reason(rule: Rule, reading: _Reading) -> str:
 
 def _first_broken(rules: tuple[Rule, ...], reading: _Reading) -> None:
     for rule in rules:
-        if _BAD[rule.check](rule, reading):
+        if _breaks(rule, reading):
             raise RecordError(_reason(rule, reading))
 
 

@@ -77,7 +77,7 @@ def _java_regex(rule: Rule) -> str:
 
 
 def _bad(rule: Rule) -> Column:
-    """The Spark form of the rule's check (app.common.schema `_BAD` is the Python form)."""
+    """The Spark form of the rule's check (`_breaks` in app.common.schema is the Python form)."""
     name = rule.field
     match rule.check:
         case Check.PRESENT:
