@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import argparse
 import logging
 import signal
 import sys
 import threading
 from types import FrameType
 
-from app.common.settings import Settings
+from app.common.settings import parse_command_line
 from app.processing.job import start_job
 from app.processing.session import build_session
 
@@ -17,9 +16,7 @@ log = logging.getLogger("app.processing")
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description="Spark job: raw trades -> 1-minute VWAP windows on Kafka.")
-    Settings.add_arguments(parser)
-    settings = Settings.from_args(parser.parse_args(argv))
+    settings = parse_command_line("processing", argv, "Spark job: raw trades -> 1-minute VWAP windows on Kafka.")
     logging.basicConfig(
         level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s %(message)s"
     )
