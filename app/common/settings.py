@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import functools
 import os
 import re
 import sys
@@ -105,6 +104,17 @@ def duration_ms(text: str) -> int:
 
 
 # --- The settings, by owner -----------------------------------------------------------------------
+# Defaults that are objects (dataclass field defaults must not be calls).
+_SAMPLE_FILE = REPO_ROOT / "app/producer/sample/BTCUSDT-trades-sample.csv"
+_CHECKPOINT_DIR = Path("/var/lib/telemetry/checkpoints")
+_JARS_DIR = REPO_ROOT / ".cache" / "jars" / "spark"
+_WATERMARK = Duration("10 seconds", 10_000)
+_TRIGGER_INTERVAL = Duration("500 milliseconds", 500)
+# Half the watermark: the job's watermark is shared by all symbols, so one symbol's catch-up
+# running further ahead would make the others' trades late.
+_HALF_THE_WATERMARK = Duration("5 seconds", _WATERMARK.ms // 2)
+
+
 class _Group:
     def __post_init__(self) -> None:
         # A duration given as text (a test, or code building Settings directly) is parsed here,
@@ -159,7 +169,7 @@ class ProducerSettings(_Group):
         "https://api.binance.com", help="API base URL (a mirror, or a test server)", read_by={"producer"}
     )
     replay_file: Path = setting(
-        REPO_ROOT / "app/producer/sample/BTCUSDT-trades-sample.csv",
+        _SAMPLE_FILE,
         help="CSV in the Binance public-data trades layout",
         read_by={"producer"},
     )
@@ -175,10 +185,8 @@ class ProducerSettings(_Group):
         0.625, help="seconds between polls of a symbol (stretched to fit the budget)", read_by={"producer"}
     )
     http_timeout_s: float = setting(10.0, help="HTTP timeout per request, seconds", read_by={"producer"})
-    # Half the default watermark: the job's watermark is shared by all symbols, so one symbol's
-    # catch-up running further ahead would make the others' trades late.
     event_time_lead: Duration = setting(
-        Duration("5 seconds", 5_000),
+        _HALF_THE_WATERMARK,
         help="how far one symbol may run ahead of the others in event time; "
         "at most half of TELEMETRY_WATERMARK_DELAY",
         read_by={"producer"},
@@ -190,17 +198,17 @@ class StreamingSettings(_Group):
     """The Spark streaming job."""
 
     checkpoint_dir: Path = setting(
-        Path("/var/lib/telemetry/checkpoints"),
+        _CHECKPOINT_DIR,
         help="Spark checkpoints (keep it persistent)",
         read_by={"processing"},
     )
     watermark_delay: Duration = setting(
-        Duration("10 seconds", 10_000),
+        _WATERMARK,
         help="how late a trade may arrive and still count (a Spark interval)",
         read_by={"processing"},
     )
     trigger_interval: Duration = setting(
-        Duration("500 milliseconds", 500), help="micro-batch interval (a Spark interval)", read_by={"processing"}
+        _TRIGGER_INTERVAL, help="micro-batch interval (a Spark interval)", read_by={"processing"}
     )
     shuffle_partitions: int = setting(
         2, help="Spark shuffle partitions (size to the cores, not 200)", read_by={"processing"}
@@ -210,7 +218,7 @@ class StreamingSettings(_Group):
     )
     spark_driver_memory: str = setting("1g", help="Spark driver heap", read_by={"processing"})
     spark_jars_dir: Path = setting(
-        REPO_ROOT / ".cache" / "jars" / "spark",
+        _JARS_DIR,
         help="the Spark Kafka connector jars (`make jars`)",
         read_by={"processing"},
     )
@@ -285,7 +293,6 @@ def env_name(name: str) -> str:
     return ENV_PREFIX + name.upper()
 
 
-@functools.cache
 def _field_types(cls: type) -> dict[str, Any]:
     hints = get_type_hints(cls)
     return {f.name: hints[f.name] for f in dataclasses.fields(cls)}
@@ -373,10 +380,10 @@ __all__ = [
     "ProducerSettings",
     "Settings",
     "StreamingSettings",
+    "command_line",
     "configuration_table",
     "duration_ms",
     "env_name",
-    "command_line",
     "parse_command_line",
     "read_by",
     "service_settings_yaml",

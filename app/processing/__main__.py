@@ -1,4 +1,8 @@
-"""`python -m app.processing`: run the streaming job until SIGTERM or Ctrl-C."""
+"""`python -m app.processing`: run the streaming job until SIGTERM or Ctrl-C.
+
+Spark job: raw trades -> 1-minute VWAP windows on Kafka. Configured like every process of the
+pipeline (TELEMETRY_* variables or the --flags below).
+"""
 
 from __future__ import annotations
 
@@ -16,7 +20,7 @@ log = logging.getLogger("app.processing")
 
 
 def main(argv: list[str] | None = None) -> int:
-    settings = parse_command_line("processing", argv, "Spark job: raw trades -> 1-minute VWAP windows on Kafka.")
+    settings = parse_command_line("processing", argv, __doc__)
     logging.basicConfig(
         level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s %(message)s"
     )
