@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import re
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -12,7 +15,7 @@ from py4j.java_gateway import get_field
 from pyspark.errors import IllegalArgumentException
 from pyspark.sql import DataFrame, SparkSession
 
-from app.common.settings import SERVICES, Duration, Settings, command_line, duration_ms, read_by
+from app.common.settings import REPO_ROOT, SERVICES, Duration, Settings, command_line, duration_ms, read_by
 from app.processing.session import build_session
 
 # What Spark accepts for a watermark and a trigger interval, and what each is in milliseconds.
@@ -147,3 +150,11 @@ def test_flags_win_over_the_environment(tmp_path: Path) -> None:
     args = parser.parse_args(["--watermark-delay", "20 seconds", "--checkpoint-dir", str(tmp_path)])
     settings = Settings.from_args(args, {"TELEMETRY_WATERMARK_DELAY": "30 seconds"})
     assert (settings.watermark_delay.ms, settings.checkpoint_dir) == (20_000, tmp_path)
+
+
+@pytest.mark.parametrize("service", SERVICES)
+def test_each_service_prints_its_settings_as_help(service: str) -> None:
+    command = [sys.executable, "-m", f"app.{service}", "--help"]
+    result = subprocess.run(command, capture_output=True, text=True, timeout=120, check=True, cwd=REPO_ROOT)
+    offered = set(re.findall(r"--([a-z-]+) TELEMETRY_", result.stdout))
+    assert offered == {name.replace("_", "-") for name in read_by(service)}
