@@ -1,28 +1,18 @@
-"""The README's configuration table documents every setting, with its real default."""
+"""The README's configuration table is the one the settings' own metadata generates."""
 
 from __future__ import annotations
 
-import dataclasses
 import re
 from pathlib import Path
 
-from app.common.settings import ENV_PREFIX, Settings
+from app.common.settings import configuration_table
 
 README = Path(__file__).resolve().parents[1] / "README.md"
 
 
-def test_every_setting_is_documented_once() -> None:
-    documented = re.findall(r"^\| `(TELEMETRY_[A-Z0-9_]+)` \|", README.read_text(), flags=re.MULTILINE)
-    expected = [ENV_PREFIX + f.name.upper() for f in dataclasses.fields(Settings)]
-    assert sorted(documented) == sorted(expected)
-
-
-def test_documented_scalar_defaults_are_the_real_ones() -> None:
-    rows = dict(re.findall(r"^\| `(TELEMETRY_[A-Z0-9_]+)` \| `([^`]*)` \|", README.read_text(), re.MULTILINE))
-    defaults = Settings()
-    for field in dataclasses.fields(Settings):
-        shown = rows.get(ENV_PREFIX + field.name.upper())
-        value = getattr(defaults, field.name)
-        if shown is None or isinstance(value, tuple) or field.name.endswith(("_dir", "_file")):
-            continue
-        assert Settings.from_env({ENV_PREFIX + field.name.upper(): shown}) == defaults, field.name
+def test_the_configuration_table_is_generated_from_the_settings() -> None:
+    section = README.read_text().split("\n## Configuration\n", 1)[1].split("\n## ", 1)[0]
+    table = "".join(line + "\n" for line in section.splitlines() if re.match(r"^\|", line))
+    assert table == configuration_table(), (
+        "regenerate the table: .venv/bin/python -m app.common.settings readme-table"
+    )

@@ -3,6 +3,12 @@
 A systemd `EnvironmentFile`, `make demo` and a developer's shell configure the pipeline the same
 way. Each field `foo_bar` is read from `TELEMETRY_FOO_BAR`; `add_arguments`/`from_args` expose
 the same fields as `--foo-bar` command-line flags, which win over the environment.
+
+The fields are grouped by the part of the pipeline that owns them (one frozen dataclass each);
+`Settings` composes the groups, so `settings.<field>` works everywhere and a function can be typed
+against the one group it needs. Every field carries its help text and the services that read it:
+that metadata is the one source of the command-line help, the README's configuration table and
+the pipeline role's restart-on-change mapping (`python -m app.common.settings --help`).
 """
 
 from __future__ import annotations
@@ -10,81 +16,286 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import os
+import re
+import sys
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, get_type_hints
 
 ENV_PREFIX = "TELEMETRY_"
+# The systemd units of the pipeline role and the services' command lines.
+SERVICES = ("producer", "processing", "dashboard")
+REPO_ROOT = Path(__file__).resolve().parents[2]
+
+
+def setting(default: Any, *, help: str, read_by: set[str]) -> Any:
+    """A settings field: its default, one line of help, and the services that read it."""
+    unknown = read_by - set(SERVICES)
+    if unknown or not read_by:
+        raise ValueError(f"read_by must name some of {SERVICES}, not {sorted(unknown)}")
+    return dataclasses.field(default=default, metadata={"help": help, "read_by": frozenset(read_by)})
+
+
+# --- Durations ------------------------------------------------------------------------------------
+# Spark parses the watermark and the trigger interval with its interval syntax (SparkIntervalUtils.
+# stringToInterval; "interval ..." goes through the SQL parser, which ends in the same function):
+# an optional "interval" prefix, then one or more "<number> <unit>[s]" terms, case-insensitive,
+# fractions for seconds only (up to 9 digits). Months and years are refused here: they have no
+# fixed length in milliseconds (the trigger refuses them too).
+_MICROS = {
+    "week": 7 * 86_400_000_000,
+    "day": 86_400_000_000,
+    "hour": 3_600_000_000,
+    "minute": 60_000_000,
+    "second": 1_000_000,
+    "millisecond": 1_000,
+    "microsecond": 1,
+}
+_NUMBER = re.compile(r"([+-]?)(\d+)(?:\.(\d{0,9}))?|([+-]?)\.(\d{1,9})")
+_UNIT = re.compile(r"(year|month|week|day|hour|minute|second|millisecond|microsecond)s?")
+DURATION_FORM = "'10 seconds', '500 milliseconds', '1 minute 30 seconds' or 'interval 10 seconds'"
 
 
 @dataclass(frozen=True)
-class Settings:
-    # Kafka
-    kafka_bootstrap_servers: str = "127.0.0.1:9092"
-    raw_topic: str = "raw_crypto_trades"
-    aggregates_topic: str = "aggregated_crypto_stats"
-    dead_letter_topic: str = "raw_crypto_trades_dlq"
-    metrics_topic: str = "pipeline_metrics"
+class Duration:
+    """A duration as the user wrote it (what Spark is given) and its length in milliseconds."""
 
-    # Producer
-    symbols: tuple[str, ...] = ("BTCUSDT",)
-    source: str = "binance"  # "binance" (REST API v3) or "replay" (a Binance trades CSV)
-    binance_base_url: str = "https://api.binance.com"
-    replay_file: Path = Path(__file__).resolve().parents[1] / "producer/sample/BTCUSDT-trades-sample.csv"
-    replay_speed: float = 1.0  # 1.0 = real time, 0 = as fast as possible
-    weight_budget_per_minute: int = 3000  # half of Binance's 6,000 weight/min IP limit
+    text: str
+    ms: int
+
+    @classmethod
+    def parse(cls, text: str) -> Duration:
+        words = text.lower().split()
+        if words[:1] == ["interval"]:
+            words = words[1:]
+        if not words or len(words) % 2:
+            raise ValueError(f"not a duration like {DURATION_FORM}: {text!r}")
+        micros = 0
+        for number, unit in zip(words[::2], words[1::2], strict=True):
+            micros += _term_micros(number, unit, text)
+        if micros < 0:
+            raise ValueError(f"a duration cannot be negative: {text!r}")
+        return cls(text, micros // 1000)
+
+    def __str__(self) -> str:
+        return self.text
+
+
+def _term_micros(number: str, unit: str, text: str) -> int:
+    number_match, unit_match = _NUMBER.fullmatch(number), _UNIT.fullmatch(unit)
+    if number_match is None or unit_match is None:
+        raise ValueError(f"not a duration like {DURATION_FORM}: {text!r}")
+    name = unit_match.group(1)
+    if name not in _MICROS:
+        raise ValueError(f"months and years have no fixed length, use days or weeks: {text!r}")
+    sign, whole, fraction, point_sign, point_fraction = number_match.groups()
+    if point_fraction is not None:
+        sign, whole, fraction = point_sign, "0", point_fraction
+    if fraction and name != "second":
+        raise ValueError(f"only seconds may have a fraction: {text!r}")
+    micros = int(whole) * _MICROS[name] + int((fraction or "").ljust(9, "0")) // 1000
+    return -micros if sign == "-" else micros
+
+
+def duration_ms(text: str) -> int:
+    """A Spark interval such as "10 seconds", in milliseconds (prefer a `Duration` setting's `.ms`)."""
+    return Duration.parse(text).ms
+
+
+# --- The settings, by owner -----------------------------------------------------------------------
+# Defaults that are objects (dataclass field defaults must not be calls).
+_SAMPLE_FILE = REPO_ROOT / "app/producer/sample/BTCUSDT-trades-sample.csv"
+_CHECKPOINT_DIR = Path("/var/lib/telemetry/checkpoints")
+_JARS_DIR = REPO_ROOT / ".cache" / "jars" / "spark"
+_WATERMARK = Duration("10 seconds", 10_000)
+_TRIGGER_INTERVAL = Duration("500 milliseconds", 500)
+# Half the watermark: the job's watermark is shared by all symbols, so one symbol's catch-up
+# running further ahead would make the others' trades late.
+_HALF_THE_WATERMARK = Duration("5 seconds", _WATERMARK.ms // 2)
+
+
+class _Group:
+    def __post_init__(self) -> None:
+        # A duration given as text (a test, or code building Settings directly) is parsed here,
+        # once, so every Duration field holds its milliseconds.
+        for name, kind in _field_types(type(self)).items():
+            value = getattr(self, name)
+            if kind is Duration and isinstance(value, str):
+                try:
+                    object.__setattr__(self, name, Duration.parse(value))
+                except ValueError as exc:
+                    raise ValueError(f"invalid {env_name(name)}: {exc}") from None
+
+
+@dataclass(frozen=True)
+class KafkaSettings(_Group):
+    """The broker and the topic names: shared by every service."""
+
+    kafka_bootstrap_servers: str = setting(
+        "127.0.0.1:9092", help="Kafka brokers (host:port, comma-separated)", read_by=set(SERVICES)
+    )
+    raw_topic: str = setting(
+        "raw_crypto_trades", help="one message per trade, key = symbol", read_by={"producer", "processing"}
+    )
+    aggregates_topic: str = setting(
+        "aggregated_crypto_stats",
+        help="window rows, key = `symbol|window_start`",
+        read_by={"processing", "dashboard"},
+    )
+    dead_letter_topic: str = setting(
+        "raw_crypto_trades_dlq",
+        help="records that failed validation, with the reason",
+        read_by={"processing", "dashboard"},
+    )
+    metrics_topic: str = setting(
+        "pipeline_metrics", help="producer counters and Spark batch figures", read_by=set(SERVICES)
+    )
+
+
+@dataclass(frozen=True)
+class ProducerSettings(_Group):
+    """What the producer fetches, from where, and how fast."""
+
+    symbols: tuple[str, ...] = setting(
+        ("BTCUSDT",), help="comma-separated symbols", read_by={"producer", "dashboard"}
+    )
+    source: str = setting(
+        "binance",
+        help="`binance` (REST API v3) or `replay` (a Binance trades CSV)",
+        read_by={"producer"},
+    )
+    binance_base_url: str = setting(
+        "https://api.binance.com", help="API base URL (a mirror, or a test server)", read_by={"producer"}
+    )
+    replay_file: Path = setting(
+        _SAMPLE_FILE,
+        help="CSV in the Binance public-data trades layout",
+        read_by={"producer"},
+    )
+    replay_speed: float = setting(1.0, help="1 = real time, 0 = as fast as possible", read_by={"producer"})
+    weight_budget_per_minute: int = setting(
+        3000,  # half of Binance's 6,000 weight/min IP limit
+        help="request weight per minute, of Binance's 6,000 limit",
+        read_by={"producer"},
+    )
     # The shortest interval one symbol keeps within 80 % of the default budget (make bench: with the
     # 500 ms trigger it takes trade -> aggregate p50 from 2.0 s to 1.4 s).
-    poll_interval_s: float = 0.625
-    http_timeout_s: float = 10.0
+    poll_interval_s: float = setting(
+        0.625, help="seconds between polls of a symbol (stretched to fit the budget)", read_by={"producer"}
+    )
+    http_timeout_s: float = setting(10.0, help="HTTP timeout per request, seconds", read_by={"producer"})
+    event_time_lead: Duration = setting(
+        _HALF_THE_WATERMARK,
+        help="how far one symbol may run ahead of the others in event time; "
+        "at most half of TELEMETRY_WATERMARK_DELAY",
+        read_by={"producer"},
+    )
 
-    # Streaming job
-    checkpoint_dir: Path = Path("/var/lib/telemetry/checkpoints")
-    watermark_delay: str = "10 seconds"
-    trigger_interval: str = "500 milliseconds"
-    shuffle_partitions: int = 2
-    max_offsets_per_trigger: int = 0  # 0 = no cap
-    spark_driver_memory: str = "1g"
-    spark_jars_dir: Path = Path(__file__).resolve().parents[2] / ".cache" / "jars" / "spark"
-    starting_offsets: str = "earliest"
 
-    # Dashboard
-    dashboard_history_hours: float = 24.0
-    dashboard_refresh_s: float = 2.0
+@dataclass(frozen=True)
+class StreamingSettings(_Group):
+    """The Spark streaming job."""
 
-    # Logging
-    log_level: str = "INFO"
+    checkpoint_dir: Path = setting(
+        _CHECKPOINT_DIR,
+        help="Spark checkpoints (keep it persistent)",
+        read_by={"processing"},
+    )
+    watermark_delay: Duration = setting(
+        _WATERMARK,
+        help="how late a trade may arrive and still count (a Spark interval)",
+        read_by={"processing"},
+    )
+    trigger_interval: Duration = setting(
+        _TRIGGER_INTERVAL, help="micro-batch interval (a Spark interval)", read_by={"processing"}
+    )
+    shuffle_partitions: int = setting(
+        2, help="Spark shuffle partitions (size to the cores, not 200)", read_by={"processing"}
+    )
+    max_offsets_per_trigger: int = setting(
+        0, help="cap per micro-batch when reprocessing, 0 = none", read_by={"processing"}
+    )
+    spark_driver_memory: str = setting("1g", help="Spark driver heap", read_by={"processing"})
+    spark_jars_dir: Path = setting(
+        _JARS_DIR,
+        help="the Spark Kafka connector jars (`make jars`)",
+        read_by={"processing"},
+    )
+    starting_offsets: str = setting(
+        "earliest", help="where a new checkpoint starts reading the raw topic", read_by={"processing"}
+    )
 
+
+@dataclass(frozen=True)
+class DashboardSettings(_Group):
+    """The Streamlit dashboard, and the log level of every process."""
+
+    dashboard_history_hours: float = setting(24.0, help="history the dashboard keeps", read_by={"dashboard"})
+    dashboard_refresh_s: float = setting(2.0, help="dashboard refresh period, seconds", read_by={"dashboard"})
+    log_level: str = setting("INFO", help="log level of every process", read_by=set(SERVICES))
+
+
+@dataclass(frozen=True)
+class Settings(DashboardSettings, StreamingSettings, ProducerSettings, KafkaSettings):
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
         environ = os.environ if environ is None else environ
         values: dict[str, Any] = {}
-        for name, kind in _field_types().items():
-            raw = environ.get(ENV_PREFIX + name.upper())
+        for name, kind in _field_types(cls).items():
+            raw = environ.get(env_name(name))
             if raw is not None and raw != "":
                 values[name] = _convert(name, kind, raw)
         return cls(**values)
 
     @classmethod
-    def add_arguments(cls, parser: argparse.ArgumentParser) -> None:
-        for name in _field_types():
-            parser.add_argument("--" + name.replace("_", "-"), dest=name, default=None)
+    def add_arguments(cls, parser: argparse.ArgumentParser, service: str | None = None) -> None:
+        """One --flag per setting `service` reads (every setting without a service)."""
+        defaults = cls()
+        for field in dataclasses.fields(cls):
+            if service is None or service in field.metadata["read_by"]:
+                parser.add_argument(
+                    "--" + field.name.replace("_", "-"),
+                    dest=field.name,
+                    default=None,
+                    metavar=env_name(field.name),
+                    help=f"{field.metadata['help']} (default: {_shown(getattr(defaults, field.name))})",
+                )
 
     @classmethod
     def from_args(cls, args: argparse.Namespace, environ: Mapping[str, str] | None = None) -> Settings:
         base = cls.from_env(environ)
         overrides = {
             name: _convert(name, kind, getattr(args, name))
-            for name, kind in _field_types().items()
+            for name, kind in _field_types(cls).items()
             if getattr(args, name, None) is not None
         }
         return dataclasses.replace(base, **overrides)
 
 
-def _field_types() -> dict[str, Any]:
-    hints = get_type_hints(Settings)
-    return {f.name: hints[f.name] for f in dataclasses.fields(Settings)}
+def command_line(service: str, description: str | None) -> argparse.ArgumentParser:
+    """The command line of `service`: one --flag per setting it reads, help from the metadata."""
+    parser = argparse.ArgumentParser(
+        prog=f"python -m app.{service}",
+        description=description,
+        epilog=f"Each flag may also be set as the environment variable shown ({ENV_PREFIX}<NAME>).",
+    )
+    Settings.add_arguments(parser, service)
+    return parser
+
+
+def parse_command_line(service: str, argv: list[str] | None, description: str | None) -> Settings:
+    """The settings of `service`: its --flags over the environment."""
+    return Settings.from_args(command_line(service, description).parse_args(argv))
+
+
+def env_name(name: str) -> str:
+    return ENV_PREFIX + name.upper()
+
+
+def _field_types(cls: type) -> dict[str, Any]:
+    hints = get_type_hints(cls)
+    return {f.name: hints[f.name] for f in dataclasses.fields(cls)}
 
 
 def _convert(name: str, kind: Any, raw: str) -> Any:
@@ -95,6 +306,8 @@ def _convert(name: str, kind: Any, raw: str) -> Any:
             return float(raw)
         if kind is Path:
             return Path(raw)
+        if kind is Duration:
+            return Duration.parse(raw)
         if kind == tuple[str, ...]:
             items = tuple(item.strip().upper() for item in raw.split(",") if item.strip())
             if not items:
@@ -102,19 +315,80 @@ def _convert(name: str, kind: Any, raw: str) -> Any:
             return items
         return raw
     except ValueError as exc:
-        raise SystemExit(f"invalid {ENV_PREFIX}{name.upper()}={raw!r}: {exc}") from None
+        raise SystemExit(f"invalid {env_name(name)}={raw!r}: {exc}") from None
 
 
-_DURATION_UNITS_MS = {"millisecond": 1, "second": 1000, "minute": 60_000, "hour": 3_600_000}
+# --- What the metadata drives ---------------------------------------------------------------------
+def read_by(service: str) -> list[str]:
+    """The settings `service` reads, in declaration order."""
+    return [f.name for f in dataclasses.fields(Settings) if service in f.metadata["read_by"]]
 
 
-def duration_ms(text: str) -> int:
-    """A Spark interval such as "10 seconds" or "500 milliseconds", in milliseconds."""
-    parts = text.split()
-    unit = parts[-1].lower().removesuffix("s") if len(parts) == 2 else ""
-    if unit not in _DURATION_UNITS_MS or not parts[0].replace(".", "", 1).isdigit():
-        raise ValueError(f"not a duration like '10 seconds': {text!r}")
-    return int(float(parts[0]) * _DURATION_UNITS_MS[unit])
+def service_settings_yaml() -> str:
+    """ansible/roles/pipeline/vars/settings.yml: which service reads which setting."""
+    lines = [
+        "---",
+        "# Which service reads which setting, generated from app/common/settings.py:",
+        "#   .venv/bin/python -m app.common.settings ansible-vars \\",
+        "#     > ansible/roles/pipeline/vars/settings.yml",
+        "# (tests/ansible/test_settings_stamps.py checks it is current). A changed",
+        "# setting restarts only the services listed for it.",
+        "pipeline_service_settings:",
+    ]
+    for service in SERVICES:
+        lines.append(f"  {service}:")
+        lines.extend(f"    - {name}" for name in read_by(service))
+    return "\n".join(lines) + "\n"
 
 
-__all__ = ["ENV_PREFIX", "Settings", "duration_ms"]
+def configuration_table() -> str:
+    """The README's configuration table."""
+    defaults = Settings()
+    rows = ["| Variable | Default | Read by | Meaning |", "|---|---|---|---|"]
+    for field in dataclasses.fields(Settings):
+        services = ", ".join(s for s in SERVICES if s in field.metadata["read_by"])
+        meaning = field.metadata["help"].replace("|", "\\|")
+        shown = _shown(getattr(defaults, field.name)).replace("|", "\\|")
+        rows.append(f"| `{env_name(field.name)}` | `{shown}` | {services} | {meaning} |")
+    return "\n".join(rows) + "\n"
+
+
+def _shown(value: Any) -> str:
+    if isinstance(value, tuple):
+        return ",".join(value)
+    if isinstance(value, Path) and value.is_relative_to(REPO_ROOT):
+        return str(value.relative_to(REPO_ROOT))
+    return str(value)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m app.common.settings", description="Print what the settings' metadata generates."
+    )
+    parser.add_argument("what", choices=["readme-table", "ansible-vars"])
+    what = parser.parse_args(argv).what
+    sys.stdout.write(configuration_table() if what == "readme-table" else service_settings_yaml())
+    return 0
+
+
+__all__ = [
+    "ENV_PREFIX",
+    "SERVICES",
+    "DashboardSettings",
+    "Duration",
+    "KafkaSettings",
+    "ProducerSettings",
+    "Settings",
+    "StreamingSettings",
+    "command_line",
+    "configuration_table",
+    "duration_ms",
+    "env_name",
+    "parse_command_line",
+    "read_by",
+    "service_settings_yaml",
+    "setting",
+]
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,30 +1,78 @@
-"""Create the pipeline's topics idempotently (the demo and tests; Ansible does it on hosts)."""
+"""The pipeline's topics: one table, from which the demo and tests create them (`ensure_topics`).
+
+On hosts the kafka role creates them; its `kafka_topics` list is tested equal to this table
+(tests/ansible/test_topics.py), names included: each topic is named by a setting, and the role
+takes the names from the pipeline's settings.
+"""
 
 from __future__ import annotations
 
 import contextlib
 import logging
+from dataclasses import dataclass
 
 from kafka.admin import KafkaAdminClient, NewTopic
 from kafka.errors import TopicAlreadyExistsError
 
-from app.common.settings import Settings
+from app.common.settings import KafkaSettings
 
 log = logging.getLogger(__name__)
 
-# The raw topic is the Kappa log: kept long enough to reprocess everything from it.
-RAW_RETENTION_MS = str(30 * 24 * 3600 * 1000)
+DAY_MS = 24 * 3600 * 1000
 
 
-def ensure_topics(settings: Settings, partitions: int = 1) -> None:
+@dataclass(frozen=True)
+class Topic:
+    """One topic; `scaled` topics get the deployment's partition count, the others one partition."""
+
+    setting: str  # the KafkaSettings field holding its name
+    scaled: bool
+    retention_ms: int
+    # Whether writes need min.insync.replicas acknowledgements: the metrics are best effort.
+    durable: bool = True
+    cleanup_policy: str = "delete"
+
+
+TOPICS = (
+    # The Kappa log: kept long enough to rebuild every aggregate from it.
+    Topic("raw_topic", scaled=True, retention_ms=30 * DAY_MS),
+    Topic("aggregates_topic", scaled=True, retention_ms=7 * DAY_MS),
+    # As long as the raw trades, so a rejected record can be looked at beside its neighbours.
+    Topic("dead_letter_topic", scaled=False, retention_ms=30 * DAY_MS),
+    Topic("metrics_topic", scaled=False, retention_ms=DAY_MS, durable=False),
+)
+
+
+@dataclass(frozen=True)
+class TopicSpec:
+    """A topic as a deployment creates it."""
+
+    name: str
+    partitions: int
+    replication_factor: int
+    configs: dict[str, str]
+
+
+def topic_specs(
+    settings: KafkaSettings, partitions: int = 1, replication_factor: int = 1, min_insync_replicas: int = 1
+) -> list[TopicSpec]:
+    specs = []
+    for topic in TOPICS:
+        configs = {"retention.ms": str(topic.retention_ms), "cleanup.policy": topic.cleanup_policy}
+        if topic.durable:
+            configs["min.insync.replicas"] = str(min_insync_replicas)
+        name = str(getattr(settings, topic.setting))
+        specs.append(TopicSpec(name, partitions if topic.scaled else 1, replication_factor, configs))
+    return specs
+
+
+def ensure_topics(settings: KafkaSettings, partitions: int = 1) -> None:
     admin = KafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap_servers, client_id="telemetry-setup")
     try:
         existing = set(admin.list_topics())
         wanted = [
-            NewTopic(settings.raw_topic, partitions, 1, topic_configs={"retention.ms": RAW_RETENTION_MS}),
-            NewTopic(settings.aggregates_topic, partitions, 1),
-            NewTopic(settings.dead_letter_topic, 1, 1),
-            NewTopic(settings.metrics_topic, 1, 1),
+            NewTopic(spec.name, spec.partitions, spec.replication_factor, topic_configs=spec.configs)
+            for spec in topic_specs(settings, partitions)
         ]
         missing = [topic for topic in wanted if topic.name not in existing]
         if missing:

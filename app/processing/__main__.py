@@ -1,15 +1,18 @@
-"""`python -m app.processing`: run the streaming job until SIGTERM or Ctrl-C."""
+"""`python -m app.processing`: run the streaming job until SIGTERM or Ctrl-C.
+
+Spark job: raw trades -> 1-minute VWAP windows on Kafka. Configured like every process of the
+pipeline (TELEMETRY_* variables or the --flags below).
+"""
 
 from __future__ import annotations
 
-import argparse
 import logging
 import signal
 import sys
 import threading
 from types import FrameType
 
-from app.common.settings import Settings
+from app.common.settings import parse_command_line
 from app.processing.job import start_job
 from app.processing.session import build_session
 
@@ -17,9 +20,7 @@ log = logging.getLogger("app.processing")
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description="Spark job: raw trades -> 1-minute VWAP windows on Kafka.")
-    Settings.add_arguments(parser)
-    settings = Settings.from_args(parser.parse_args(argv))
+    settings = parse_command_line("processing", argv, __doc__)
     logging.basicConfig(
         level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s %(message)s"
     )

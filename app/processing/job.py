@@ -47,7 +47,7 @@ def _kafka_sink(records: DataFrame, settings: Settings, name: str, topic: str, m
         .option("kafka.bootstrap.servers", settings.kafka_bootstrap_servers)
         .option("topic", topic)
         .option("checkpointLocation", str(settings.checkpoint_dir / name))
-        .trigger(processingTime=settings.trigger_interval)
+        .trigger(processingTime=settings.trigger_interval.text)
         .start()
     )
 
@@ -99,7 +99,7 @@ def start_job(spark: SparkSession, settings: Settings) -> StreamingJob:
                 records = transform.dead_letter_records(invalid)
                 topic, mode = settings.dead_letter_topic, "append"
             else:
-                windows = transform.aggregate_windows(valid, settings.watermark_delay)
+                windows = transform.aggregate_windows(valid, settings.watermark_delay.text)
                 is_final = name == "final"
                 records = transform.window_records(windows, is_final=is_final)
                 topic, mode = settings.aggregates_topic, ("append" if is_final else "update")

@@ -6,14 +6,13 @@ app/common/settings.py). SIGTERM and Ctrl-C flush what is queued and exit 0.
 
 from __future__ import annotations
 
-import argparse
 import logging
 import signal
 import sys
 import threading
 from types import FrameType
 
-from app.common.settings import Settings
+from app.common.settings import Settings, parse_command_line
 from app.producer.binance import BinanceSource
 from app.producer.metrics import ProducerMetrics
 from app.producer.replay import ReplayFileError, ReplaySource
@@ -36,9 +35,7 @@ def build_source(settings: Settings, metrics: ProducerMetrics, stop: threading.E
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m app.producer", description=__doc__)
-    Settings.add_arguments(parser)
-    settings = Settings.from_args(parser.parse_args(argv))
+    settings = parse_command_line("producer", argv, __doc__)
     logging.basicConfig(
         level=settings.log_level.upper(), format=LOG_FORMAT, datefmt=LOG_DATE_FORMAT, stream=sys.stderr
     )

@@ -3,7 +3,7 @@
 `/api/v3/trades` gives the latest trades; when its oldest id is past the last one published,
 `/api/v3/historicalTrades?fromId=` fills the hole first, so every id goes out exactly once and in
 order. Symbols advance together in event time: of the symbols due, the least complete is fetched
-first, and trades more than half the watermark delay ahead of the least published symbol wait in
+first, and trades more than the event-time lead (event_time_lead) ahead of the least published symbol wait in
 memory, so a catch-up never makes another symbol's trades late for the streaming job. 429 pauses
 every symbol for Retry-After, 418 (IP ban) stops all polling for the ban period; 5xx, timeouts,
 dropped connections and bad bodies back off with jitter and are counted.
@@ -24,7 +24,7 @@ from urllib3.util.retry import Retry
 
 from app.common.schema import RecordError, Trade
 from app.common.schema import now_ms as wall_clock_ms
-from app.common.settings import Settings, duration_ms
+from app.common.settings import Settings
 from app.producer.metrics import ProducerMetrics
 from app.producer.trades import classify_poll, releasable, release_horizon_ms, trades_from_body
 from app.producer.weight_budget import (
@@ -123,7 +123,7 @@ class BinanceSource:
         self._session = session or http_session()
         self._jitter = jitter
         self._states = {symbol: _SymbolState() for symbol in settings.symbols}
-        self._lead_ms = duration_ms(settings.watermark_delay) // 2
+        self._lead_ms = settings.event_time_lead.ms
         self._announced_block = 0
 
     def resume(self, last: Mapping[str, Trade]) -> None:
