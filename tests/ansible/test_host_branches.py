@@ -257,7 +257,7 @@ def test_active_chrony_is_kept(runs: dict[str, Run]) -> None:
     assert ok(runs, "chrony_stopped").decisions["os_tuning_chrony_active"] is False
     # timesyncd (whose package replaces chrony's) is set up only when chrony is not active.
     main = yaml.safe_load((ROLES / "os_tuning" / "tasks" / "main.yml").read_text())
-    [timesyncd] = [task for task in main if task.get("ansible.builtin.include_tasks") == "timesyncd.yml"]
+    [timesyncd] = [task for task in main if task.get("ansible.builtin.import_tasks") == "timesyncd.yml"]
     assert timesyncd["when"] == "os_tuning_time_sync and not os_tuning_chrony_active"
 
 
