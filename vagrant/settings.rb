@@ -9,12 +9,15 @@ module Telemetry
     # name => [default, kind]; every entry is read from TELEMETRY_VM_<NAME>.
     DEFAULTS = {
       box: ["bento/ubuntu-24.04", :string],
+      # The box version the appliance is tested with (vagrant/README.md says how to move it).
+      box_version: ["202510.26.0", :string],
+      # VirtualBox 7.1 needs Vagrant 2.4.2. Lowered only to evaluate the Vagrantfile with an older
+      # Vagrant (the tests, on Debian's 2.3.4); never needed to run the VM.
+      vagrant_requirement: [">= 2.4.2", :string],
       memory_mb: [8192, :int],
       cpus: [4, :int],
       data_disk_gb: [50, :int],
       dashboard_host_port: [8501, :int],
-      # SATA controller of the box, where VirtualBox attaches the data disk (bento boxes' name).
-      vbox_storage_controller: ["SATA Controller", :string],
       # kvm on a normal Linux host; qemu (software emulation) where /dev/kvm is unusable.
       libvirt_driver: ["kvm", :string],
       # binance (live REST API) or replay (a recorded trades file, for hosts without internet).

@@ -3,6 +3,13 @@ libvirt, the environment overrides, and `vagrant validate`.
 
 Nothing is booted (VirtualBox cannot run here; `tests/vagrant/run.sh` boots the libvirt VM). Vagrant
 and vagrant-libvirt are installed from Debian's packages by the first test that needs them.
+
+Debian's Vagrant is 2.3.4 and no registry reachable here has 2.4.2, the Vagrantfile's minimum (for
+VirtualBox 7.1), so every evaluation lowers the requirement with TELEMETRY_VM_VAGRANT_REQUIREMENT
+and one test shows that without it this Vagrant is refused. Where the data disk goes depends on the
+imported VM's storage controllers: VBoxManage cannot run here, so those tests feed recorded
+`showvminfo --machinereadable` outputs of a SATA box and a VirtIO box (showvminfo/) to the
+Vagrantfile's own data-disk step.
 """
 
 from __future__ import annotations
@@ -18,6 +25,10 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[2]
 HERE = Path(__file__).resolve().parent
+SHOWVMINFO = HERE / "showvminfo"
+# What Debian's Vagrant 2.3.4 needs to evaluate the Vagrantfile at all.
+OLD_VAGRANT = {"vagrant_requirement": ">= 2.3.4"}
+VBOX_DATA_DISK = "/dev/disk/by-id/ata-VBOX_HARDDISK_kafka-data"
 # What the Vagrantfile reads; copied so Vagrant's local state (.vagrant/) never lands in the checkout.
 PROJECT_FILES = ["Vagrantfile", "vagrant", "requirements-dev.txt"]
 
@@ -44,13 +55,16 @@ def project(tmp_path: Path, vagrant_ready: None) -> Path:
 def vagrant_env(tmp: Path, **overrides: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("TELEMETRY_VM_", "VAGRANT_"))}
     env.update(VAGRANT_CHECKPOINT_DISABLE="1", VAGRANT_HOME=str(tmp / "vagrant-home"))
-    env.update({f"TELEMETRY_VM_{k.upper()}": v for k, v in overrides.items()})
+    env.update({f"TELEMETRY_VM_{k.upper()}": v for k, v in {**OLD_VAGRANT, **overrides}.items()})
     return env
 
 
-def evaluate(project: Path, provider: str, **overrides: str) -> dict[str, Any]:
+def evaluate(
+    project: Path, provider: str, showvminfo: Path | None = None, **overrides: str
+) -> dict[str, Any]:
+    recorded = [str(showvminfo)] if showvminfo else []
     proc = subprocess.run(
-        ["ruby", str(HERE / "vagrant_config.rb"), str(project), provider],
+        ["ruby", str(HERE / "vagrant_config.rb"), str(project), provider, *recorded],
         env=vagrant_env(project.parent, **overrides),
         capture_output=True,
         text=True,
@@ -83,6 +97,7 @@ def test_virtualbox_has_every_seed_setting(project: Path) -> None:
     config = evaluate(project, "virtualbox")
 
     assert config["box"] == "bento/ubuntu-24.04"
+    assert config["box_version"] == "202510.26.0"
     vm = modifyvm_options(config)
     assert vm["--memory"] == "8192"
     assert vm["--cpus"] == "4"
@@ -93,15 +108,70 @@ def test_virtualbox_has_every_seed_setting(project: Path) -> None:
     [create] = customizations(config, "createmedium")
     assert option(create, "--variant") == "Fixed"
     assert option(create, "--size") == str(50 * 1024)  # MiB
-    disk = option(create, "--filename")
-    [attach] = customizations(config, "storageattach")
-    assert option(attach, "--medium") == disk
-    assert option(attach, "--type") == "hdd"
-    assert option(attach, "--port") == "1"
+    # Attached later, where the imported VM has room (test_data_disk_goes_where_the_box_has_room).
+    assert customizations(config, "storageattach") == []
     events = [c["event"] for c in config["provider"]["customizations"]]
     assert set(events) == {"pre-boot"}
-    order = [c["command"][0] for c in config["provider"]["customizations"]]
-    assert order.index("createmedium") < order.index("storageattach")
+
+
+@pytest.mark.parametrize(
+    ("box", "controller", "port", "commands"),
+    [
+        # Older bento builds: the system disk on the AHCI controller's only port; one more is added.
+        (
+            "sata-box.txt",
+            "SATA Controller",
+            "1",
+            [["storagectl", "--name", "SATA Controller", "--portcount", "2"]],
+        ),
+        # Current bento builds: VirtIO (VirtioSCSI) and IDE only; the disk gets an AHCI controller.
+        (
+            "virtio-box.txt",
+            "Kafka Data",
+            "0",
+            [
+                [
+                    *("storagectl", "--name", "Kafka Data", "--add", "sata"),
+                    *("--controller", "IntelAhci", "--portcount", "1", "--bootable", "off"),
+                ]
+            ],
+        ),
+    ],
+)
+def test_data_disk_goes_where_the_box_has_room(
+    project: Path, box: str, controller: str, port: str, commands: list[list[str]]
+) -> None:
+    config = evaluate(project, "virtualbox", SHOWVMINFO / box)
+    disk = config["data_disk"]
+    assert disk["hooked"] and disk["runs_right_before_boot"] and disk["runs_after_pre_boot_customizations"]
+    [create] = customizations(config, "createmedium")
+    vm_id = "5b0e3b8e-vm-id"
+    expected = [[c[0], vm_id, *c[1:]] for c in commands] + [
+        ["setextradata", vm_id, f"VBoxInternal/Devices/ahci/0/Config/Port{port}/SerialNumber", "kafka-data"],
+        [
+            *("storageattach", vm_id, "--storagectl", controller, "--port", port, "--device", "0"),
+            *("--type", "hdd", "--medium", option(create, "--filename")),
+        ],
+    ]
+    assert disk["commands"] == expected
+    # The serial set above is how the guest finds it, whatever the port.
+    assert config["provisioners"][1]["extra_vars"]["os_tuning_data_disk_device"] == VBOX_DATA_DISK
+
+
+def test_data_disk_already_attached_is_left_as_it_is(project: Path) -> None:
+    first = evaluate(project, "virtualbox", SHOWVMINFO / "sata-box.txt")
+    [create] = customizations(first, "createmedium")
+    medium = option(create, "--filename")
+    # What showvminfo says of the halted VM once the first `vagrant up` attached the disk.
+    halted = project.parent / "halted.txt"
+    halted.write_text(
+        (SHOWVMINFO / "sata-box.txt")
+        .read_text()
+        .replace('storagecontrollerportcount0="1"', 'storagecontrollerportcount0="2"')
+        + f'"SATA Controller-1-0"="{medium}"\n'
+        + '"SATA Controller-ImageUUID-1-0"="3c5e7a91-0d2b-4f6e-8a13-9b7c5d1e2f40"\n'
+    )
+    assert evaluate(project, "virtualbox", halted)["data_disk"]["commands"] == []
 
 
 def test_dashboard_port_is_forwarded_to_host_loopback_only(project: Path) -> None:
@@ -113,7 +183,10 @@ def test_dashboard_port_is_forwarded_to_host_loopback_only(project: Path) -> Non
 
 
 def test_provisioning_runs_the_bare_host_playbook_with_the_data_disk(project: Path) -> None:
-    for provider, device in [("virtualbox", "/dev/sdb"), ("libvirt", "/dev/vdb")]:
+    for provider, device in [
+        ("virtualbox", VBOX_DATA_DISK),
+        ("libvirt", "/dev/disk/by-id/virtio-kafka-data"),
+    ]:
         config = evaluate(project, provider)
         names = [p["name"] for p in config["provisioners"]]
         assert names == ["ansible-install", "site"], provider
@@ -138,11 +211,10 @@ def test_data_disk_is_not_created_again_once_it_exists(project: Path) -> None:
 
     disk.parent.mkdir(exist_ok=True)
     disk.write_bytes(b"")  # what VBoxManage left after the first `vagrant up`
-    again = evaluate(project, "virtualbox")
+    again = evaluate(project, "virtualbox", SHOWVMINFO / "sata-box.txt")
 
     assert customizations(again, "createmedium") == []
-    [attach] = customizations(again, "storageattach")
-    assert option(attach, "--medium") == str(disk)
+    assert again["data_disk"]["commands"][-1][-1] == str(disk)
 
 
 def test_libvirt_has_the_same_shape(project: Path) -> None:
@@ -189,11 +261,37 @@ def test_sizes_are_overridable_and_defaults_stay_the_seeds(project: Path) -> Non
     assert lv["provider"]["disks"][0]["size"] == "3G"
 
 
+def test_box_version_is_pinned_and_overridable(project: Path) -> None:
+    assert evaluate(project, "libvirt")["box_version"] == "202510.26.0"
+    assert evaluate(project, "libvirt", box_version="0")["box_version"] == "0"
+
+
+def test_vagrant_older_than_2_4_2_is_refused_unless_the_requirement_is_lowered(project: Path) -> None:
+    def validate(**overrides: str) -> subprocess.CompletedProcess[str]:
+        env = vagrant_env(project.parent, **overrides)
+        return subprocess.run(
+            ["vagrant", "validate", "--ignore-provider"],
+            cwd=project,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+
+    refused = validate(vagrant_requirement="")  # empty: the Vagrantfile's own ">= 2.4.2"
+    assert refused.returncode != 0
+    output = refused.stdout + refused.stderr
+    assert ">= 2.4.2" in output
+    assert "You are running Vagrant 2.3.4" in output
+    lowered = validate()
+    assert lowered.returncode == 0, lowered.stdout + lowered.stderr
+
+
 def test_extra_ansible_vars_are_merged_over_the_vagrantfile_ones(project: Path) -> None:
     config = evaluate(project, "libvirt", ansible_extra_vars='{"kafka_heap": "512m"}')
     extra = config["provisioners"][1]["extra_vars"]
     assert extra["kafka_heap"] == "512m"
-    assert extra["os_tuning_data_disk_device"] == "/dev/vdb"
+    assert extra["os_tuning_data_disk_device"] == "/dev/disk/by-id/virtio-kafka-data"
 
 
 @pytest.mark.parametrize(
