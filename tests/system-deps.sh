@@ -3,6 +3,8 @@
 set -euo pipefail
 need=()
 command -v chromium >/dev/null || need+=(chromium)
+# The browser test reads the chart's time-axis labels back from a screenshot.
+command -v tesseract >/dev/null || need+=(tesseract-ocr)
 command -v java >/dev/null || need+=(openjdk-17-jre-headless)
 command -v mvn >/dev/null || need+=(maven)
 # tests/vagrant evaluates the Vagrantfile with Vagrant itself.

@@ -3,15 +3,18 @@
 The page is driven through Chromium's remote-debugging websocket (the `websockets` package Streamlit
 already depends on): `--dump-dom` returns before Streamlit's own websocket has delivered anything, so
 the test instead evaluates JavaScript until the Vega chart is drawn, then saves a screenshot under
-results/dashboard/ (git-ignored) for a human to look at.
+results/dashboard/ (git-ignored) for a human to look at. The time axis is read back from a screenshot
+of its labels with Tesseract OCR: Vega draws on a canvas, so the labels are in no DOM node.
 """
 
 from __future__ import annotations
 
 import base64
+import itertools
 import json
 import os
 import random
+import re
 import signal
 import subprocess
 import sys
@@ -27,6 +30,7 @@ from websockets.sync.client import ClientConnection, connect
 
 from app.common.schema import WindowStats
 from app.core.windows import WINDOW_MS
+from app.dashboard.charts import MINUTE_MS, time_ticks
 from app.localkafka.broker import free_port
 from tests.dashboard.conftest import Topics
 from tests.dashboard.helpers import final, minute, now_ms, producer_report, seed_metrics, seed_windows, window
@@ -80,9 +84,15 @@ def random_walk(minutes: int, newest: int) -> list[WindowStats]:
 
 
 @pytest.fixture
-def dashboard_url(bootstrap: str, topics: Topics, tmp_path: Path) -> Iterator[str]:
-    """The app served by a real `streamlit run` on a free loopback port, reading the seeded topics."""
-    rows = random_walk(minutes=90, newest=minute(now_ms()) - WINDOW_MS)
+def dashboard_url(
+    bootstrap: str, topics: Topics, tmp_path: Path, request: pytest.FixtureRequest
+) -> Iterator[str]:
+    """The app served by a real `streamlit run` on a free loopback port, reading the seeded topics.
+
+    Seeds the minutes given as the fixture's parameter (90 by default) plus the open one.
+    """
+    minutes = getattr(request, "param", 90)
+    rows = random_walk(minutes=minutes, newest=minute(now_ms()) - WINDOW_MS)
     seed_windows(bootstrap, topics.aggregates, rows)
     seed_metrics(bootstrap, topics.metrics, [producer_report(now_ms(), published=1234)])
 
@@ -211,8 +221,58 @@ CHARTS_DRAWN = """
 """
 
 
+VOLUME_AXIS_BOX = """
+(() => {
+  const charts = [...document.querySelectorAll('[data-testid="stVegaLiteChart"]')];
+  const box = charts[charts.length - 1].getBoundingClientRect();
+  return {x: box.left, y: box.bottom - 40, width: box.width, height: 26};
+})()
+"""
+
+
+def time_axis_labels(browser: DevTools, tmp_path: Path) -> list[str]:
+    """The volume chart's time-axis labels, left to right, read from a 3x screenshot of the axis strip."""
+    box = browser.evaluate(VOLUME_AXIS_BOX)
+    shot = browser.call("Page.captureScreenshot", format="png", clip={**box, "scale": 3})
+    strip = tmp_path / "time-axis.png"
+    strip.write_bytes(base64.b64decode(shot["data"]))
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    (RESULTS / f"time-axis-{len(list(RESULTS.glob('time-axis-*.png')))}.png").write_bytes(strip.read_bytes())
+    text = subprocess.run(
+        ["tesseract", str(strip), "stdout", "--psm", "7", "-c", "tessedit_char_whitelist=0123456789: "],
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout
+    return re.findall(r"\b\d{2}:\d{2}\b", text)
+
+
+def assert_whole_minute_ticks(labels: list[str], span_minutes: int) -> None:
+    """Distinct labels, evenly spaced by the whole-minute step the chart chooses for this span."""
+    assert len(labels) >= 2, f"too few time labels read: {labels}"
+    assert len(set(labels)) == len(labels), f"a time label repeats: {labels}"
+    minutes = [int(label[:2]) * 60 + int(label[3:]) for label in labels]
+    steps = {(later - earlier) % (24 * 60) for earlier, later in itertools.pairwise(minutes)}
+    ticks = time_ticks(span_minutes * MINUTE_MS)
+    expected = ticks.step * (60 if ticks.interval == "hour" else 1)
+    assert steps == {expected}, f"labels {labels} are not {expected} minutes apart"
+    assert all(m % expected == 0 for m in minutes), f"labels {labels} are not on whole {expected} minutes"
+
+
+@pytest.mark.parametrize("dashboard_url", [3], indirect=True)
+def test_a_few_minutes_of_data_get_one_label_per_minute(
+    dashboard_url: str, browser: DevTools, tmp_path: Path
+) -> None:
+    browser.call("Page.enable")
+    browser.call("Page.navigate", url=dashboard_url)
+    wait_for("both charts to be drawn", lambda: browser.evaluate(CHARTS_DRAWN), timeout_s=60)
+    time.sleep(1.0)  # the chart's entry transition
+    # 3 final minutes and the open one: ticks on each whole minute, each labelled once.
+    assert_whole_minute_ticks(time_axis_labels(browser, tmp_path), span_minutes=4)
+
+
 def test_dashboard_renders_the_candlestick_chart_in_chromium(
-    dashboard_url: str, browser: DevTools, bootstrap: str, topics: Topics
+    dashboard_url: str, browser: DevTools, bootstrap: str, topics: Topics, tmp_path: Path
 ) -> None:
     browser.call("Page.enable")
     browser.call("Page.navigate", url=dashboard_url)
@@ -238,6 +298,8 @@ def test_dashboard_renders_the_candlestick_chart_in_chromium(
     assert "connected" in text
     assert "unreachable" not in text
     assert (RESULTS / "dashboard.png").stat().st_size > 20_000
+    # 90 final minutes and the open one, with the default 2 h span.
+    assert_whole_minute_ticks(time_axis_labels(browser, tmp_path), span_minutes=91)
 
     # The live fragment refreshes by itself (every TELEMETRY_DASHBOARD_REFRESH_S, 2 s by default):
     # a new window shows up without reloading the page.

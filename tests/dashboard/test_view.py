@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 import tomllib
+from datetime import UTC, datetime
 from decimal import Decimal
 from fractions import Fraction
 from pathlib import Path
@@ -13,7 +14,7 @@ import pytest
 from app.common.schema import WindowStats
 from app.core.windows import WINDOW_MS
 from app.dashboard import view
-from app.dashboard.charts import DATASET, chart_specs
+from app.dashboard.charts import DATASET, MAX_TIME_TICKS, chart_specs, time_ticks
 from tests.dashboard.helpers import final, window
 
 T0 = 1_767_225_600_000  # 2026-01-01T00:00:00Z, a minute boundary
@@ -200,3 +201,29 @@ def test_shipped_streamlit_config_keeps_the_server_private() -> None:
     assert config["browser"]["gatherUsageStats"] is False
     assert config["server"]["address"] == "127.0.0.1"
     assert config["server"]["headless"] is True
+
+
+@pytest.mark.parametrize("minutes", [1, 3, 12, 45, 91, 360, 1440, 3 * 1440, 30 * 1440])
+def test_time_ticks_fall_on_whole_steps_with_one_label_each(minutes: int) -> None:
+    start = T0 + 7 * WINDOW_MS  # not on an hour, so alignment is not free
+    end = start + minutes * WINDOW_MS
+    ticks = time_ticks(end - start)
+    values = ticks.values(start, end)
+    assert 1 <= len(values) < MAX_TIME_TICKS + 1
+    assert all(start <= value <= end and value % ticks.step_ms == 0 for value in values)
+    assert all(value % WINDOW_MS == 0 for value in values)
+    labels = [
+        datetime.fromtimestamp(value / 1000, tz=UTC).strftime(ticks.label_format.replace("%b", "%m"))
+        for value in values
+    ]
+    assert len(set(labels)) == len(labels)
+
+
+def test_both_charts_carry_the_same_whole_minute_ticks() -> None:
+    frame = view.candles_frame([window(T0 + i * WINDOW_MS, ["1.00"]) for i in range(3)])
+    price, volume = chart_specs("BTCUSDT", frame)
+    axes = [layer["encoding"]["x"]["axis"] for layer in price["layer"]] + [volume["encoding"]["x"]["axis"]]
+    expected = [
+        {"utc": True, "year": 2026, "month": 1, "date": 1, "hours": 0, "minutes": m} for m in range(4)
+    ]
+    assert all(axis["values"] == expected for axis in axes)
