@@ -43,7 +43,7 @@ def trade(symbol: str, trade_id: int, time_ms: int) -> Trade:
     return Trade(trade_id, symbol, Decimal("1.5"), Decimal("2"), Decimal("3"), time_ms, False)
 
 
-def answer(trades: Iterable[Trade], status: int = 200, **headers: str) -> Answer:
+def answer(trades: Iterable[Trade], status: int = 200, headers: dict[str, str] | None = None) -> Answer:
     body = [
         {
             "id": t.trade_id,
@@ -56,7 +56,12 @@ def answer(trades: Iterable[Trade], status: int = 200, **headers: str) -> Answer
         }
         for t in trades
     ]
-    return Answer(status, json.dumps(body).encode(), {k.replace("_", "-"): v for k, v in headers.items()})
+    return Answer(status, json.dumps(body).encode(), headers or {})
+
+
+def approx(seconds: float) -> float:
+    """A wait of about this long (float arithmetic on the simulated clock)."""
+    return pytest.approx(seconds)  # type: ignore[return-value]
 
 
 def ids(trades: Iterable[Trade], symbol: str = A) -> list[int]:
@@ -206,7 +211,7 @@ def test_a_full_page_is_followed_at_once_a_partial_one_after_the_poll_interval()
     machine.on_answer(full, answer(trade(A, i, T0 - 10_000) for i in range(1001, 2001)), at(0))
     partial = request(machine, at(0))
     machine.on_answer(partial, answer(trade(A, i, T0 - 5_000) for i in range(1500, 2010)), at(0.1))
-    assert machine.next_step(at(1.0)) == Wait(pytest.approx(1.1))
+    assert machine.next_step(at(1.0)) == Wait(approx(1.1))
     assert isinstance(machine.next_step(at(2.1)), Request)
 
 
@@ -297,11 +302,11 @@ def test_a_stalled_symbol_stops_holding_the_others_after_repeated_failures() -> 
 def test_429_pauses_every_symbol_for_retry_after() -> None:
     machine = schedule((A, B))
     machine.resume({})
-    limited = machine.on_answer(request(machine, at(1)), answer([], 429, Retry_After="2"), at(1))
+    limited = machine.on_answer(request(machine, at(1)), answer([], 429, {"Retry-After": "2"}), at(1))
     assert limited.rate_limited_429
     for t in (1.0, 1.5, 2.999):
         step = machine.next_step(at(t))
-        assert step == Wait(pytest.approx(3 - t)), f"sent during the pause at {t}: {step}"
+        assert step == Wait(approx(3 - t)), f"sent during the pause at {t}: {step}"
     assert isinstance(machine.next_step(at(3)), Request)
 
 
@@ -311,7 +316,7 @@ def test_418_stops_all_polling_for_the_ban_and_assumes_two_minutes_without_retry
     banned = machine.on_answer(request(machine, at(0)), answer([], 418), at(0))
     assert banned.banned_418
     assert machine.next_step(at(0)) == Wait(DEFAULT_BAN_S)
-    assert machine.next_step(at(DEFAULT_BAN_S - 0.001)) == Wait(pytest.approx(0.001))
+    assert machine.next_step(at(DEFAULT_BAN_S - 0.001)) == Wait(approx(0.001))
     assert isinstance(machine.next_step(at(DEFAULT_BAN_S)), Request)
 
 
@@ -333,7 +338,7 @@ def test_failures_back_off_exponentially_and_ask_for_the_same_ids_again(
     machine = schedule()
     machine.resume({A: trade(A, 1000, T0 - 100_000)})
     first = request(machine, at(0))
-    waits = []
+    waits: list[float] = []
     now = 0.0
     for _ in range(3):
         outcome = machine.on_answer(request(machine, at(now)) if waits else first, failure, at(now))
@@ -384,14 +389,12 @@ def test_the_budget_follows_the_servers_count_of_other_clients() -> None:
     machine = schedule(budget=3000, poll_s=0.01)
     machine.resume({})
     outcome = machine.on_answer(
-        request(machine, at(5)), answer([trade(A, 1, T0)], **{"X_MBX_USED_WEIGHT_1M": "2985"}), at(5)
+        request(machine, at(5)), answer([trade(A, 1, T0)], 200, {"X-MBX-USED-WEIGHT-1M": "2985"}), at(5)
     )
     assert USED_WEIGHT_HEADER == "X-MBX-USED-WEIGHT-1M"
     assert outcome.used_weight_1m == 2985
     due = 5 + machine.poll_interval_s
-    assert machine.next_step(at(due)) == Wait(pytest.approx(60 - due)), (
-        "2985 + 25 > 3000: wait for the minute"
-    )
+    assert machine.next_step(at(due)) == Wait(approx(60 - due)), "2985 + 25 > 3000: wait for the minute"
     assert isinstance(machine.next_step(at(60)), Request)
 
 
