@@ -250,6 +250,19 @@ def drain(machine: Schedule) -> list[Trade]:
     return out
 
 
+def test_of_the_symbols_due_the_least_complete_goes_first_else_the_one_due_soonest() -> None:
+    machine = schedule((A, B, "XRPUSDT"), poll_s=10.0)
+    machine.resume({A: trade(A, 1, T0 - 1_000), B: trade(B, 1, T0 - 90_000)})
+    order: list[str] = []
+    for answered_at in (5.0, 2.0, 1.0):
+        step = request(machine, at(0))
+        order.append(step.symbol)
+        machine.on_answer(step, answer([trade(step.symbol, 2, T0 - 500)]), at(answered_at))
+        drain(machine)
+    assert order == ["XRPUSDT", B, A], "never fetched first, then the one furthest behind"
+    assert machine.next_step(at(3)) == Wait(approx(8.0)), "A is due at 11 s, before B at 12 s"
+
+
 def test_a_catch_up_of_two_symbols_stays_within_the_lead_in_event_time() -> None:
     book = Book()
     behind = T0 - 200_000
