@@ -20,20 +20,9 @@ from urllib3.util.retry import Retry
 from app.common.schema import Trade
 from app.common.schema import now_ms as wall_clock_ms
 from app.common.settings import Settings, duration_ms
+from app.producer import schedule
 from app.producer.metrics import ProducerMetrics
-from app.producer.schedule import (
-    HISTORICAL_TRADES_PATH,
-    PAGE_SIZE,
-    REQUEST_WEIGHT,
-    TRADES_PATH,
-    Answer,
-    Failure,
-    Now,
-    Outcome,
-    Request,
-    Schedule,
-    Wait,
-)
+from app.producer.schedule import HISTORICAL_TRADES_PATH, PAGE_SIZE, REQUEST_WEIGHT, TRADES_PATH
 
 __all__ = ["HISTORICAL_TRADES_PATH", "PAGE_SIZE", "REQUEST_WEIGHT", "TRADES_PATH", "BinanceSource"]
 
@@ -67,8 +56,8 @@ def http_session() -> requests.Session:
     return session
 
 
-def _now() -> Now:
-    return Now(wall_ms=wall_clock_ms(), mono_s=time.monotonic())
+def _now() -> schedule.Now:
+    return schedule.Now(wall_ms=wall_clock_ms(), mono_s=time.monotonic())
 
 
 class BinanceSource:
@@ -88,7 +77,7 @@ class BinanceSource:
         self._metrics = metrics
         self._stop = stop
         self._session = session or http_session()
-        self._schedule = Schedule(
+        self._schedule = schedule.Schedule(
             settings.symbols,
             poll_interval_s=settings.poll_interval_s,
             budget_per_minute=settings.weight_budget_per_minute,
@@ -106,7 +95,7 @@ class BinanceSource:
         step = self._schedule.next_step(_now())
         if isinstance(step, list):
             return step
-        if isinstance(step, Wait):
+        if isinstance(step, schedule.Wait):
             self._stop.wait(min(step.seconds, MAX_BLOCK_S))
             return []
         if self._stop.is_set():
@@ -116,21 +105,21 @@ class BinanceSource:
         self._count(outcome)
         return outcome.released
 
-    def _send(self, request: Request) -> Answer | Failure:
+    def _send(self, request: schedule.Request) -> schedule.Answer | schedule.Failure:
         self._metrics.add("polls")
         url = self._base_url + request.path
         try:
             response = self._session.get(url, params=dict(request.params), timeout=self._timeout_s)
         except requests.Timeout:
-            return Failure("timeout", f"no answer in {self._timeout_s}s")
+            return schedule.Failure("timeout", f"no answer in {self._timeout_s}s")
         except requests.exceptions.ChunkedEncodingError as exc:
             # The body stopped short of its Content-Length: a truncated answer.
-            return Failure("malformed", f"truncated body: {exc}")
+            return schedule.Failure("malformed", f"truncated body: {exc}")
         except requests.RequestException as exc:
-            return Failure("connection", str(exc))
-        return Answer(response.status_code, response.content, response.headers)
+            return schedule.Failure("connection", str(exc))
+        return schedule.Answer(response.status_code, response.content, response.headers)
 
-    def _count(self, outcome: Outcome) -> None:
+    def _count(self, outcome: schedule.Outcome) -> None:
         if outcome.used_weight_1m is not None:
             self._metrics.set_used_weight(outcome.used_weight_1m)
         if outcome.http_error is not None:
