@@ -10,9 +10,8 @@ group: every dashboard process keeps its own in-memory view) and answers questio
     feed.health()                    # late rows dropped, dead letters, producer counters
     feed.status()                    # connected / unreachable / waiting for a topic, and why
 
-Upsert rule for the aggregates topic (key "<symbol>|<window_start>"): the latest row per key wins,
-except that a final row is never replaced by a non-final one, so a late "live" row or a replay after a
-Spark restart cannot reopen a closed window.
+What happens to each record (the upsert rule, the history bound) and what the feed reports about
+the pipeline and about Kafka are pure functions in state.py; this class only does the I/O around them.
 
 Every method is thread-safe. Kafka I/O is serialised by one lock and the in-memory state by another,
 so readers (Streamlit sessions) never wait for Kafka; `start()` moves the I/O to a daemon thread, which
@@ -25,10 +24,8 @@ import logging
 import socket
 import threading
 import time
-from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterable
 from decimal import InvalidOperation
-from enum import StrEnum
 from typing import Any
 
 from kafka import KafkaConsumer, TopicPartition
@@ -36,113 +33,20 @@ from kafka.errors import KafkaError, NoBrokersAvailable
 
 from app.common.schema import Metric, ProducerMetric, SparkMetric, WindowStats, metric_from_json, now_ms
 from app.common.settings import Settings
+from app.dashboard import state
+from app.dashboard.state import (
+    HOUR_MS,
+    FeedState,
+    FeedStatus,
+    PipelineHealth,
+    ProducerHealth,
+    SparkBatches,
+    SparkHealth,
+)
+
+__all__ = ["FeedState", "FeedStatus", "PipelineHealth", "ProducerHealth", "SparkHealth", "WindowFeed"]
 
 log = logging.getLogger(__name__)
-
-HOUR_MS = 3_600_000
-
-
-class FeedState(StrEnum):
-    CONNECTING = "connecting"
-    CONNECTED = "connected"
-    WAITING_FOR_TOPIC = "waiting_for_topic"
-    UNREACHABLE = "unreachable"
-
-
-@dataclass(frozen=True, slots=True)
-class FeedStatus:
-    """Where the feed stands with Kafka; `message` is meant for a human."""
-
-    state: FeedState
-    message: str
-    last_contact_ms: int | None  # last time the broker answered, ms since epoch
-    caught_up: bool  # read everything that was in the topics when the feed connected
-
-
-@dataclass(frozen=True, slots=True)
-class ProducerHealth:
-    """The producer's latest report; its counters are cumulative since the producer started."""
-
-    time_ms: int
-    trades_published: int
-    polls: int
-    gaps_backfilled: int
-    http_errors: Mapping[str, int]
-    rate_limited_429: int
-    banned_418: int
-    used_weight_1m: int
-    budget_per_minute: int
-    unrecoverable_gaps: int = 0  # trade-id gaps the producer could not backfill: trades lost
-
-    @property
-    def errors(self) -> int:
-        """HTTP errors of every kind, 429 and 418 answers included."""
-        return sum(self.http_errors.values()) + self.rate_limited_429 + self.banned_418
-
-
-@dataclass(frozen=True, slots=True)
-class SparkHealth:
-    """Spark's micro-batch reports within the history bound, each (query, batch_id) counted once."""
-
-    late_rows_dropped: int
-    batches: int
-    last_batch_ms: int | None
-    watermarks_ms: Mapping[str, int | None]  # latest watermark per query
-
-
-@dataclass(frozen=True, slots=True)
-class PipelineHealth:
-    spark: SparkHealth
-    producer: ProducerHealth | None
-    dead_letters: int | None  # None until the dead-letter topic has been measured once
-    bad_records: int  # aggregate or metric records this feed could not parse (skipped, logged)
-
-
-# Spark re-runs at most the last uncommitted micro-batch after a restart, so remembering each query's
-# latest batch ids is enough to count every batch once; older ones are only kept as per-minute sums.
-RECENT_BATCH_IDS = 1000
-
-
-@dataclass
-class _SparkBatches:
-    """Late-row totals over distinct (query, batch_id) within the history bound, in bounded memory.
-
-    A day of 1-second triggers is 86,400 batches per query; instead of one entry per batch, the feed
-    keeps the last RECENT_BATCH_IDS ids per query (for de-duplication) and per-minute sums (to drop
-    what falls out of the history bound).
-    """
-
-    recent: dict[str, dict[int, None]] = field(default_factory=dict)
-    minutes: dict[int, list[int]] = field(default_factory=dict)  # minute -> [late rows, batches]
-    last_batch_ms: int | None = None
-    watermarks: dict[str, tuple[int, int | None]] = field(default_factory=dict)
-
-    def add(self, query: str, batch_id: int, time_ms: int, late: int, watermark: int | None) -> None:
-        seen = self.recent.setdefault(query, {})
-        if batch_id not in seen:
-            seen[batch_id] = None
-            if len(seen) > RECENT_BATCH_IDS:
-                del seen[next(iter(seen))]
-            bucket = self.minutes.setdefault(time_ms - time_ms % 60_000, [0, 0])
-            bucket[0] += late
-            bucket[1] += 1
-        if self.last_batch_ms is None or time_ms > self.last_batch_ms:
-            self.last_batch_ms = time_ms
-        previous = self.watermarks.get(query)
-        if previous is None or time_ms >= previous[0]:
-            self.watermarks[query] = (time_ms, watermark)
-
-    def prune(self, cutoff_ms: int) -> None:
-        for minute in [m for m in self.minutes if m + 60_000 <= cutoff_ms]:
-            del self.minutes[minute]
-
-    def snapshot(self) -> SparkHealth:
-        return SparkHealth(
-            late_rows_dropped=sum(late for late, _ in self.minutes.values()),
-            batches=sum(batches for _, batches in self.minutes.values()),
-            last_batch_ms=self.last_batch_ms,
-            watermarks_ms={query: wm for query, (_, wm) in sorted(self.watermarks.items())},
-        )
 
 
 class WindowFeed:
@@ -186,11 +90,11 @@ class WindowFeed:
 
         # Guarded by _state_lock.
         self._windows: dict[str, dict[int, WindowStats]] = {}
-        self._spark = _SparkBatches()
+        self._spark = SparkBatches()
         self._producer: ProducerHealth | None = None
         self._dead_letters: int | None = None
         self._bad_records = 0
-        self._status = FeedStatus(FeedState.CONNECTING, "connecting to Kafka", None, False)
+        self._status = state.CONNECTING
 
     @classmethod
     def from_settings(cls, settings: Settings, **kwargs: Any) -> WindowFeed:
@@ -313,26 +217,19 @@ class WindowFeed:
 
     # ---------------------------------------------------------------------------------- internals
 
-    def _set_status(self, state: FeedState, message: str, *, contact: bool) -> None:
+    def _reached(self, feed_state: FeedState, message: str) -> None:
         with self._state_lock:
-            last = self._clock_ms() if contact else self._status.last_contact_ms
-            caught_up = self._status.caught_up
-            self._status = FeedStatus(state, message, last, caught_up)
+            self._status = state.reached(self._status, feed_state, message, self._clock_ms())
 
     def _mark_caught_up(self) -> None:
         with self._state_lock:
-            self._status = FeedStatus(
-                self._status.state, self._status.message, self._status.last_contact_ms, True
-            )
+            self._status = state.caught_up(self._status)
         self._ready.set()
 
     def _unreachable(self, reason: str) -> None:
         log.warning("kafka at %s unreachable: %s", self.bootstrap_servers, reason)
-        self._set_status(
-            FeedState.UNREACHABLE,
-            f"Kafka at {self.bootstrap_servers} is unreachable: {reason}",
-            contact=False,
-        )
+        with self._state_lock:
+            self._status = state.unreachable(self._status, self.bootstrap_servers, reason)
         self._ready.set()
 
     def _tcp_reachable(self) -> str | None:
@@ -376,7 +273,7 @@ class WindowFeed:
             self._unreachable(str(exc) or type(exc).__name__)
             return False
         self._assigned = set()
-        self._set_status(FeedState.CONNECTED, "connected", contact=True)
+        self._reached(FeedState.CONNECTED, "connected")
         log.info("dashboard feed connected to %s", self.bootstrap_servers)
         self._assign()
         return True
@@ -399,7 +296,7 @@ class WindowFeed:
         if new:
             everything = sorted(set(consumer.assignment()) | set(new))
             consumer.assign(everything)
-            since = self._clock_ms() - self.history_ms
+            since = state.history_cutoff_ms(self._clock_ms(), self.history_ms)
             found = consumer.offsets_for_times(dict.fromkeys(new, since))
             ends = consumer.end_offsets(new)
             for tp in new:
@@ -410,14 +307,10 @@ class WindowFeed:
             log.info(
                 "dashboard feed reading %s from %d ms ago", sorted({tp.topic for tp in new}), self.history_ms
             )
-        if missing:
-            message = "waiting for topic " + ", ".join(missing)
-            self._set_status(FeedState.WAITING_FOR_TOPIC, message, contact=True)
-            if self.aggregates_topic in missing:
-                # Nothing to catch up with yet: the app may render its "no data" state.
-                self._ready.set()
-        else:
-            self._set_status(FeedState.CONNECTED, "connected", contact=True)
+        self._reached(*state.topics_state(missing))
+        if self.aggregates_topic in missing:
+            # Nothing to catch up with yet: the app may render its "no data" state.
+            self._ready.set()
 
     def _fetch(self, max_wait_s: float) -> int:
         consumer = self._consumer
@@ -463,23 +356,21 @@ class WindowFeed:
             return
         with self._state_lock:
             self._dead_letters = dead_letters
-            cutoff = self._clock_ms() - self.history_ms
+            cutoff = state.history_cutoff_ms(self._clock_ms(), self.history_ms)
             self._spark.prune(cutoff)
-            for by_start in self._windows.values():
-                for start in [s for s in by_start if s < cutoff]:
-                    del by_start[start]
+            state.prune(self._windows, cutoff)
         if len(self._assigned) == 2:
-            self._set_status(FeedState.CONNECTED, "connected", contact=True)
+            self._reached(FeedState.CONNECTED, "connected")
 
     def _apply(self, records: Iterable[Any]) -> int:
-        cutoff = self._clock_ms() - self.history_ms
+        cutoff = state.history_cutoff_ms(self._clock_ms(), self.history_ms)
         count = 0
         with self._state_lock:
             for record in records:
                 count += 1
                 try:
                     if record.topic == self.aggregates_topic:
-                        self._upsert(WindowStats.from_json(record.value), cutoff)
+                        state.upsert(self._windows, WindowStats.from_json(record.value), cutoff)
                     else:
                         self._metric(metric_from_json(record.key, record.value))
                 except (ValueError, KeyError, TypeError, InvalidOperation) as exc:
@@ -492,19 +383,6 @@ class WindowFeed:
                         exc,
                     )
         return count
-
-    def _upsert(self, stats: WindowStats, cutoff: int) -> None:
-        if not (
-            stats.low > 0 and stats.vwap > 0 and stats.trade_count > 0 and isinstance(stats.is_final, bool)
-        ):
-            raise ValueError(f"implausible window {stats.key}: low {stats.low}, VWAP {stats.vwap}")
-        if stats.window_start < cutoff:
-            return
-        by_start = self._windows.setdefault(stats.symbol, {})
-        current = by_start.get(stats.window_start)
-        if current is not None and current.is_final and not stats.is_final:
-            return
-        by_start[stats.window_start] = stats
 
     def _metric(self, metric: Metric | None) -> None:
         if isinstance(metric, SparkMetric):
@@ -528,7 +406,6 @@ class WindowFeed:
                 budget_per_minute=metric.budget_per_minute,
                 unrecoverable_gaps=metric.unrecoverable_gaps,
             )
-            if self._producer is None or report.time_ms >= self._producer.time_ms:
-                self._producer = report
+            self._producer = state.newest_report(self._producer, report)
         else:
             log.debug("ignoring a metric from a source this version does not know")

@@ -1,0 +1,196 @@
+"""The dashboard feed's rules as pure functions over records: no Kafka, no thread, no clock.
+
+`WindowFeed` (feed.py) reads the topics and holds a lock; what it does with each record, and what it
+reports about the pipeline and about Kafka, is decided here, so every rule is testable directly.
+
+Upsert rule for the aggregates topic (key "<symbol>|<window_start>"): the latest row per key wins,
+except that a final row is never replaced by a non-final one, so a late "live" row or a replay after a
+Spark restart cannot reopen a closed window. Windows older than the history bound are dropped.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, MutableMapping
+from dataclasses import dataclass, field, replace
+from enum import StrEnum
+
+from app.common.schema import WindowStats
+
+HOUR_MS = 3_600_000
+MINUTE_MS = 60_000
+# Spark re-runs at most the last uncommitted micro-batch after a restart, so remembering each query's
+# latest batch ids is enough to count every batch once; older ones are only kept as per-minute sums.
+RECENT_BATCH_IDS = 1000
+
+# Windows per symbol, keyed by window start.
+WindowTable = MutableMapping[str, dict[int, WindowStats]]
+
+
+class FeedState(StrEnum):
+    CONNECTING = "connecting"
+    CONNECTED = "connected"
+    WAITING_FOR_TOPIC = "waiting_for_topic"
+    UNREACHABLE = "unreachable"
+
+
+@dataclass(frozen=True, slots=True)
+class FeedStatus:
+    """Where the feed stands with Kafka; `message` is meant for a human."""
+
+    state: FeedState
+    message: str
+    last_contact_ms: int | None  # last time the broker answered, ms since epoch
+    caught_up: bool  # read everything that was in the topics when the feed connected
+
+
+@dataclass(frozen=True, slots=True)
+class ProducerHealth:
+    """The producer's latest report; its counters are cumulative since the producer started."""
+
+    time_ms: int
+    trades_published: int
+    polls: int
+    gaps_backfilled: int
+    http_errors: Mapping[str, int]
+    rate_limited_429: int
+    banned_418: int
+    used_weight_1m: int
+    budget_per_minute: int
+    unrecoverable_gaps: int = 0  # trade-id gaps the producer could not backfill: trades lost
+
+    @property
+    def errors(self) -> int:
+        """HTTP errors of every kind, 429 and 418 answers included."""
+        return sum(self.http_errors.values()) + self.rate_limited_429 + self.banned_418
+
+
+@dataclass(frozen=True, slots=True)
+class SparkHealth:
+    """Spark's micro-batch reports within the history bound, each (query, batch_id) counted once."""
+
+    late_rows_dropped: int
+    batches: int
+    last_batch_ms: int | None
+    watermarks_ms: Mapping[str, int | None]  # latest watermark per query
+
+
+@dataclass(frozen=True, slots=True)
+class PipelineHealth:
+    spark: SparkHealth
+    producer: ProducerHealth | None
+    dead_letters: int | None  # None until the dead-letter topic has been measured once
+    bad_records: int  # aggregate or metric records this feed could not parse (skipped, logged)
+
+
+# ------------------------------------------------------------------------------------ windows
+
+
+def history_cutoff_ms(now_ms: int, history_ms: int) -> int:
+    """Windows starting before this are outside the history bound."""
+    return now_ms - history_ms
+
+
+def replaces(current: WindowStats | None, incoming: WindowStats) -> bool:
+    """Whether `incoming` takes the place of `current` under the same key."""
+    return current is None or incoming.is_final or not current.is_final
+
+
+def upsert(table: WindowTable, stats: WindowStats, cutoff_ms: int) -> None:
+    """Apply one aggregates row; ValueError if no real window can look like it."""
+    if not (stats.low > 0 and stats.vwap > 0 and stats.trade_count > 0 and isinstance(stats.is_final, bool)):
+        raise ValueError(f"implausible window {stats.key}: low {stats.low}, VWAP {stats.vwap}")
+    if stats.window_start < cutoff_ms:
+        return
+    by_start = table.setdefault(stats.symbol, {})
+    if replaces(by_start.get(stats.window_start), stats):
+        by_start[stats.window_start] = stats
+
+
+def prune(table: WindowTable, cutoff_ms: int) -> None:
+    """Drop the windows that have aged out of the history bound."""
+    for by_start in table.values():
+        for start in [s for s in by_start if s < cutoff_ms]:
+            del by_start[start]
+
+
+# ------------------------------------------------------------------------------------- health
+
+
+def newest_report(current: ProducerHealth | None, report: ProducerHealth) -> ProducerHealth:
+    """The producer report to show: the newest by its own time, whatever order they arrive in."""
+    if current is None or report.time_ms >= current.time_ms:
+        return report
+    return current
+
+
+@dataclass
+class SparkBatches:
+    """Late-row totals over distinct (query, batch_id) within the history bound, in bounded memory.
+
+    A day of 1-second triggers is 86,400 batches per query; instead of one entry per batch, the feed
+    keeps the last RECENT_BATCH_IDS ids per query (for de-duplication) and per-minute sums (to drop
+    what falls out of the history bound).
+    """
+
+    recent: dict[str, dict[int, None]] = field(default_factory=dict)
+    minutes: dict[int, list[int]] = field(default_factory=dict)  # minute -> [late rows, batches]
+    last_batch_ms: int | None = None
+    watermarks: dict[str, tuple[int, int | None]] = field(default_factory=dict)
+
+    def add(self, query: str, batch_id: int, time_ms: int, late: int, watermark: int | None) -> None:
+        seen = self.recent.setdefault(query, {})
+        if batch_id not in seen:
+            seen[batch_id] = None
+            if len(seen) > RECENT_BATCH_IDS:
+                del seen[next(iter(seen))]
+            bucket = self.minutes.setdefault(time_ms - time_ms % MINUTE_MS, [0, 0])
+            bucket[0] += late
+            bucket[1] += 1
+        if self.last_batch_ms is None or time_ms > self.last_batch_ms:
+            self.last_batch_ms = time_ms
+        previous = self.watermarks.get(query)
+        if previous is None or time_ms >= previous[0]:
+            self.watermarks[query] = (time_ms, watermark)
+
+    def prune(self, cutoff_ms: int) -> None:
+        for minute in [m for m in self.minutes if m + MINUTE_MS <= cutoff_ms]:
+            del self.minutes[minute]
+
+    def snapshot(self) -> SparkHealth:
+        return SparkHealth(
+            late_rows_dropped=sum(late for late, _ in self.minutes.values()),
+            batches=sum(batches for _, batches in self.minutes.values()),
+            last_batch_ms=self.last_batch_ms,
+            watermarks_ms={query: wm for query, (_, wm) in sorted(self.watermarks.items())},
+        )
+
+
+# ------------------------------------------------------------------------------ feed status
+
+CONNECTING = FeedStatus(FeedState.CONNECTING, "connecting to Kafka", None, False)
+
+
+def reached(status: FeedStatus, state: FeedState, message: str, now_ms: int) -> FeedStatus:
+    """The broker answered and the feed is now in `state`."""
+    return replace(status, state=state, message=message, last_contact_ms=now_ms)
+
+
+def unreachable(status: FeedStatus, bootstrap_servers: str, reason: str) -> FeedStatus:
+    """The broker did not answer: the last contact stays what it was."""
+    return replace(
+        status,
+        state=FeedState.UNREACHABLE,
+        message=f"Kafka at {bootstrap_servers} is unreachable: {reason}",
+    )
+
+
+def caught_up(status: FeedStatus) -> FeedStatus:
+    return replace(status, caught_up=True)
+
+
+def topics_state(missing: Iterable[str]) -> tuple[FeedState, str]:
+    """Connected, or waiting while some topic the feed reads does not exist yet."""
+    absent = list(missing)
+    if absent:
+        return FeedState.WAITING_FOR_TOPIC, "waiting for topic " + ", ".join(absent)
+    return FeedState.CONNECTED, "connected"

@@ -1,0 +1,169 @@
+"""The dashboard feed's rules without Kafka: upserts, the history bound, health and feed status."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from decimal import Decimal
+
+import pytest
+
+from app.common.schema import WindowStats
+from app.core.windows import WINDOW_MS
+from app.dashboard import state
+from app.dashboard.state import RECENT_BATCH_IDS, FeedState, ProducerHealth, SparkBatches, WindowTable
+from tests.dashboard.helpers import final, window
+
+T0 = 1_767_225_600_000  # a minute boundary
+
+
+def rows(table: WindowTable, symbol: str = "BTCUSDT") -> list[WindowStats]:
+    return [table[symbol][start] for start in sorted(table.get(symbol, {}))]
+
+
+def apply(*windows: WindowStats, cutoff_ms: int = 0) -> WindowTable:
+    table: WindowTable = {}
+    for stats in windows:
+        state.upsert(table, stats, cutoff_ms)
+    return table
+
+
+# ------------------------------------------------------------------------------------ upserts
+
+
+def test_the_latest_row_per_key_wins_and_keys_are_symbol_and_start() -> None:
+    early = window(T0, ["100.00", "101.00"])
+    grown = window(T0, ["100.00", "101.00", "99.50"])
+    later = window(T0 + WINDOW_MS, ["102.00"], first_id=10)
+    other = window(T0, ["3000.00"], symbol="ETHUSDT")
+    table = apply(later, early, other, grown)
+    assert rows(table) == [grown, later]
+    assert rows(table, "ETHUSDT") == [other]
+
+
+def test_a_final_row_is_never_replaced_by_a_live_one() -> None:
+    live = window(T0, ["100.00", "101.00"])
+    closed = final(window(T0, ["100.00", "101.00", "102.00"]))
+    stale_live = window(T0, ["100.00"])  # e.g. the live query replaying after a Spark restart
+    assert rows(apply(live, closed, stale_live, closed, closed)) == [closed]
+    assert not state.replaces(closed, stale_live)
+
+
+def test_a_later_final_row_replaces_a_final_one() -> None:
+    closed = final(window(T0, ["100.00", "101.00", "102.00"]))
+    corrected = final(window(T0, ["100.00", "101.00", "102.00", "103.00"]))
+    assert rows(apply(closed, corrected, window(T0, ["100.00"]))) == [corrected]
+
+
+def test_rows_older_than_the_history_bound_are_not_taken() -> None:
+    old = window(T0 - 2 * WINDOW_MS, ["90.00"])
+    recent = window(T0, ["100.00"])
+    assert rows(apply(old, recent, cutoff_ms=T0 - WINDOW_MS)) == [recent]
+
+
+def test_pruning_drops_only_windows_before_the_cutoff() -> None:
+    first = window(T0 - 10 * WINDOW_MS, ["100.00"])
+    second = window(T0 - 2 * WINDOW_MS, ["101.00"])
+    table = apply(first, second, window(T0 - 10 * WINDOW_MS, ["5.00"], symbol="ETHUSDT"))
+    state.prune(table, state.history_cutoff_ms(T0 + 6 * WINDOW_MS, 15 * WINDOW_MS))
+    assert rows(table) == [second]
+    assert rows(table, "ETHUSDT") == []
+    state.prune(table, second.window_start)
+    assert rows(table) == [second], "a window starting at the cutoff stays"
+
+
+@pytest.mark.parametrize(
+    "broken",
+    [
+        {"vwap": Decimal(0)},
+        {"low": Decimal(0)},
+        {"trade_count": 0},
+    ],
+)
+def test_an_implausible_window_is_refused(broken: dict[str, object]) -> None:
+    table: WindowTable = {}
+    with pytest.raises(ValueError, match="implausible"):
+        state.upsert(table, replace(window(T0, ["1.00"]), **broken), 0)  # type: ignore[arg-type]
+    assert table == {}
+
+
+# ------------------------------------------------------------------------------------- health
+
+
+def producer(time_ms: int, published: int) -> ProducerHealth:
+    return ProducerHealth(time_ms, published, 10, 0, {"5xx": 2, "timeout": 1}, 1, 1, 20, 3000)
+
+
+def test_the_newest_producer_report_wins_whatever_the_arrival_order() -> None:
+    shown = None
+    for report in (producer(T0 - 3000, 50), producer(T0 - 1000, 80), producer(T0 - 2000, 70)):
+        shown = state.newest_report(shown, report)
+    assert shown == producer(T0 - 1000, 80)
+    assert shown.errors == 2 + 1 + 1 + 1
+
+
+def test_spark_batches_are_counted_once_with_the_latest_watermark_per_query() -> None:
+    batches = SparkBatches()
+    batches.add("live", 1, T0 + 1000, late=2, watermark=T0 - 15000)
+    batches.add("final", 1, T0 + 1000, late=3, watermark=None)
+    batches.add("live", 2, T0 + 2000, late=4, watermark=T0 - 14000)
+    batches.add("live", 2, T0 + 2000, late=4, watermark=T0 - 14000)  # replayed batch
+    batches.add("live", 0, T0 + 500, late=1, watermark=T0 - 16000)  # delivered late
+    health = batches.snapshot()
+    assert health.late_rows_dropped == 2 + 3 + 4 + 1
+    assert health.batches == 4
+    assert health.last_batch_ms == T0 + 2000
+    assert health.watermarks_ms == {"final": None, "live": T0 - 14000}
+
+
+def test_spark_batches_are_deduplicated_and_aged_out_in_bounded_memory() -> None:
+    batches = SparkBatches()
+    for batch_id in range(5000):  # one report a second for 83 minutes
+        batches.add("live", batch_id, T0 + batch_id * 1000, late=batch_id % 3, watermark=None)
+    batches.add("live", 4999, T0 + 4_999_000, late=2, watermark=None)  # replayed after a restart
+    expected = sum(b % 3 for b in range(5000))
+
+    assert batches.snapshot().late_rows_dropped == expected
+    assert batches.snapshot().batches == 5000
+    assert len(batches.recent["live"]) == RECENT_BATCH_IDS
+    assert len(batches.minutes) == 84
+
+    batches.prune(T0 + 60 * 60_000)  # keep reports from the minute starting at 60 min onwards
+    kept = range(3600, 5000)
+    assert batches.snapshot().late_rows_dropped == sum(b % 3 for b in kept)
+    assert batches.snapshot().batches == len(kept)
+    assert batches.snapshot().last_batch_ms == T0 + 4_999_000
+
+
+# -------------------------------------------------------------------------------- feed status
+
+
+def test_status_moves_from_connecting_through_outage_and_back() -> None:
+    status = state.CONNECTING
+    assert (status.state, status.last_contact_ms, status.caught_up) == (FeedState.CONNECTING, None, False)
+
+    status = state.unreachable(status, "127.0.0.1:9", "refused")
+    assert status.state is FeedState.UNREACHABLE
+    assert status.message == "Kafka at 127.0.0.1:9 is unreachable: refused"
+    assert status.last_contact_ms is None, "never in contact yet"
+
+    status = state.reached(status, *state.topics_state(["agg"]), T0)
+    assert (status.state, status.message, status.last_contact_ms) == (
+        FeedState.WAITING_FOR_TOPIC,
+        "waiting for topic agg",
+        T0,
+    )
+
+    status = state.caught_up(state.reached(status, *state.topics_state([]), T0 + 1000))
+    assert (status.state, status.message, status.caught_up) == (FeedState.CONNECTED, "connected", True)
+
+    status = state.unreachable(status, "127.0.0.1:9", "timed out")
+    assert status.state is FeedState.UNREACHABLE
+    assert status.last_contact_ms == T0 + 1000, "an outage keeps the last contact"
+    assert status.caught_up, "having caught up once stays true through an outage"
+
+
+def test_waiting_names_every_missing_topic() -> None:
+    assert state.topics_state(["agg", "metrics"]) == (
+        FeedState.WAITING_FOR_TOPIC,
+        "waiting for topic agg, metrics",
+    )
