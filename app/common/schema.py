@@ -194,35 +194,35 @@ def _parse_first_value(text: str) -> Any:
     return document
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)  # not frozen: one is built per record and per checked field; frozen is slower
 class _Reading:
     """One raw value, read as far as it goes: text None = absent or not UTF-8."""
 
     raw: bytes | str | None
     text: str | None
     document: Any
+    fields: dict[str, Any]  # the document when it is an object, else empty
 
     @classmethod
     def of(cls, raw: bytes | str | None) -> _Reading:
         if raw is None:
-            return cls(raw, None, _NOT_JSON)
+            return cls(raw, None, _NOT_JSON, {})
         try:
             text = raw if isinstance(raw, str) else raw.decode("utf-8")
         except UnicodeDecodeError:
-            return cls(raw, None, _NOT_JSON)
-        return cls(raw, text, _parse_first_value(text))
+            return cls(raw, None, _NOT_JSON, {})
+        document = _parse_first_value(text)
+        return cls(raw, text, document, document if isinstance(document, dict) else {})
 
     def get(self, name: str) -> Any:
-        return self.document.get(name, _MISSING) if isinstance(self.document, dict) else _MISSING
+        return self.fields.get(name, _MISSING)
 
 
 def _is_long(value: Any) -> bool:
     return isinstance(value, int) and not isinstance(value, bool) and _LONG_MIN <= value <= _LONG_MAX
 
 
-@cache
-def _regex(pattern: str) -> re.Pattern[str]:
-    return re.compile(pattern)
+_NON_ZERO_DIGIT = re.compile("[1-9]")
 
 
 def _units_digits(text: str) -> int:
@@ -231,36 +231,38 @@ def _units_digits(text: str) -> int:
     return len(str(int(whole + fraction.ljust(MAX_DECIMAL_PLACES, "0"))))
 
 
-def _breaks(rule: Rule, r: _Reading) -> bool:
-    """Whether the reading breaks the rule; each case assumes the rules before it held."""
-    value = r.get(rule.field)
+def _breaks(rule: Rule) -> Callable[[_Reading], bool]:
+    """Whether a reading breaks the rule; each case assumes the rules before it held. Built once per
+    rule (`_TRADE_CHECKS`): a valid record runs every rule, so the dispatch is not paid per record."""
+    name, bound = rule.field, rule.bound
     match rule.check:
         case Check.PRESENT:
-            return r.raw is None
+            return lambda r: r.raw is None
         case Check.UTF8:
-            return r.text is None
+            return lambda r: r.text is None
         case Check.JSON:
-            return r.document is _NOT_JSON
+            return lambda r: r.document is _NOT_JSON
         case Check.OBJECT:
-            return not isinstance(r.document, dict)
+            return lambda r: not isinstance(r.document, dict)
         case Check.NON_EMPTY_STRING:
-            return not (isinstance(value, str) and value)
+            return lambda r: not (isinstance(r.get(name), str) and r.get(name))
         case Check.INTEGER:
-            return not _is_long(value)
+            return lambda r: not _is_long(r.get(name))
         case Check.AT_LEAST:
-            return bool(value < rule.bound)
+            return lambda r: bool(r.get(name) < bound)
         case Check.BELOW:
-            return bool(value >= rule.bound)
+            return lambda r: bool(r.get(name) >= bound)
         case Check.BOOLEAN:
-            return not isinstance(value, bool)
+            return lambda r: not isinstance(r.get(name), bool)
         case Check.STRING:
-            return not isinstance(value, str)
+            return lambda r: not isinstance(r.get(name), str)
         case Check.DECIMAL_TEXT:
-            return not _regex(rule.pattern).fullmatch(value)
+            form = re.compile(rule.pattern)
+            return lambda r: not form.fullmatch(r.get(name))
         case Check.POSITIVE:
-            return not _regex("[1-9]").search(value)
+            return lambda r: not _NON_ZERO_DIGIT.search(r.get(name))
         case Check.NOTIONAL:
-            return _units_digits(r.get("price")) + _units_digits(r.get("qty")) > rule.bound
+            return lambda r: _units_digits(r.get("price")) + _units_digits(r.get("qty")) > bound
 
 
 def _double_text(value: float) -> str:
@@ -310,24 +312,28 @@ def _reason(rule: Rule, reading: _Reading) -> str:
     return rule.reason.format_map(context)
 
 
-def _first_broken(rules: tuple[Rule, ...], reading: _Reading) -> None:
-    for rule in rules:
-        if _breaks(rule, reading):
+_Checks = tuple[tuple[Rule, Callable[[_Reading], bool]], ...]
+_TRADE_CHECKS: _Checks = tuple((rule, _breaks(rule)) for rule in TRADE_RULES)
+
+
+def _first_broken(checks: _Checks, reading: _Reading) -> None:
+    for rule, breaks in checks:
+        if breaks(reading):
             raise RecordError(_reason(rule, reading))
 
 
 @cache
-def _rules_of(name: str) -> tuple[Rule, ...]:
-    rules = tuple(rule for rule in TRADE_RULES if rule.field == name)
-    if not rules:
+def _checks_of(name: str) -> _Checks:
+    checks = tuple((rule, breaks) for rule, breaks in _TRADE_CHECKS if rule.field == name)
+    if not checks:
         raise KeyError(f"no trade rule reads {name!r}")
-    return rules
+    return checks
 
 
 def field_value(name: str, value: object) -> Any:
     """`value` if it passes every rule of the trade field `name`, else RecordError with the reason
     `Trade.from_json` would give: for writers that build a `Trade` from another format."""
-    _first_broken(_rules_of(name), _Reading("", "", {name: value}))
+    _first_broken(_checks_of(name), _Reading("", "", {name: value}, {name: value}))
     return value
 
 
@@ -372,7 +378,7 @@ class Trade:
     def from_json(cls, raw: bytes | str | None) -> Trade:
         """Parse and validate one raw-topic value by `TRADE_RULES`; RecordError says which rule broke."""
         reading = _Reading.of(raw)
-        _first_broken(TRADE_RULES, reading)
+        _first_broken(_TRADE_CHECKS, reading)
         ingest_time = reading.get("ingest_time")
         return cls(
             trade_id=reading.get("trade_id"),
