@@ -98,6 +98,15 @@ def _term_micros(number: str, unit: str, text: str) -> int:
     return -micros if sign == "-" else micros
 
 
+def event_time_lead_ms(lead: Duration | None, watermark_delay: Duration) -> int:
+    """The producer's event-time lead: the setting, or half the job's watermark when it is unset.
+
+    The watermark is shared by all symbols, so one symbol's catch-up running further ahead than
+    half of it could make the others' trades late.
+    """
+    return lead.ms if lead is not None else watermark_delay.ms // 2
+
+
 def duration_ms(text: str) -> int:
     """A Spark interval such as "10 seconds", in milliseconds (prefer a `Duration` setting's `.ms`)."""
     return Duration.parse(text).ms
@@ -110,9 +119,6 @@ _CHECKPOINT_DIR = Path("/var/lib/telemetry/checkpoints")
 _JARS_DIR = REPO_ROOT / ".cache" / "jars" / "spark"
 _WATERMARK = Duration("10 seconds", 10_000)
 _TRIGGER_INTERVAL = Duration("500 milliseconds", 500)
-# Half the watermark: the job's watermark is shared by all symbols, so one symbol's catch-up
-# running further ahead would make the others' trades late.
-_HALF_THE_WATERMARK = Duration("5 seconds", _WATERMARK.ms // 2)
 
 
 class _Group:
@@ -121,7 +127,7 @@ class _Group:
         # once, so every Duration field holds its milliseconds.
         for name, kind in _field_types(type(self)).items():
             value = getattr(self, name)
-            if kind is Duration and isinstance(value, str):
+            if kind in (Duration, Duration | None) and isinstance(value, str):
                 try:
                     object.__setattr__(self, name, Duration.parse(value))
                 except ValueError as exc:
@@ -185,10 +191,10 @@ class ProducerSettings(_Group):
         0.625, help="seconds between polls of a symbol (stretched to fit the budget)", read_by={"producer"}
     )
     http_timeout_s: float = setting(10.0, help="HTTP timeout per request, seconds", read_by={"producer"})
-    event_time_lead: Duration = setting(
-        _HALF_THE_WATERMARK,
-        help="how far one symbol may run ahead of the others in event time; "
-        "at most half of TELEMETRY_WATERMARK_DELAY",
+    event_time_lead: Duration | None = setting(
+        None,
+        help="how far one symbol may run ahead of the others in event time; at most, and when unset, "
+        "half of TELEMETRY_WATERMARK_DELAY",
         read_by={"producer"},
     )
 
@@ -205,7 +211,8 @@ class StreamingSettings(_Group):
     watermark_delay: Duration = setting(
         _WATERMARK,
         help="how late a trade may arrive and still count (a Spark interval)",
-        read_by={"processing"},
+        # The producer's event-time lead defaults to half of it.
+        read_by={"processing", "producer"},
     )
     trigger_interval: Duration = setting(
         _TRIGGER_INTERVAL, help="micro-batch interval (a Spark interval)", read_by={"processing"}
@@ -306,7 +313,7 @@ def _convert(name: str, kind: Any, raw: str) -> Any:
             return float(raw)
         if kind is Path:
             return Path(raw)
-        if kind is Duration:
+        if kind in (Duration, Duration | None):
             return Duration.parse(raw)
         if kind == tuple[str, ...]:
             items = tuple(item.strip().upper() for item in raw.split(",") if item.strip())
@@ -354,6 +361,8 @@ def configuration_table() -> str:
 
 
 def _shown(value: Any) -> str:
+    if value is None:
+        return "unset"
     if isinstance(value, tuple):
         return ",".join(value)
     if isinstance(value, Path) and value.is_relative_to(REPO_ROOT):
@@ -384,6 +393,7 @@ __all__ = [
     "configuration_table",
     "duration_ms",
     "env_name",
+    "event_time_lead_ms",
     "parse_command_line",
     "read_by",
     "service_settings_yaml",

@@ -19,7 +19,7 @@ from urllib3.util.retry import Retry
 
 from app.common.schema import Trade
 from app.common.schema import now_ms as wall_clock_ms
-from app.common.settings import Settings
+from app.common.settings import Settings, event_time_lead_ms
 from app.producer import schedule
 from app.producer.metrics import ProducerMetrics
 from app.producer.schedule import HISTORICAL_TRADES_PATH, PAGE_SIZE, REQUEST_WEIGHT, TRADES_PATH
@@ -81,7 +81,7 @@ class BinanceSource:
             settings.symbols,
             poll_interval_s=settings.poll_interval_s,
             budget_per_minute=settings.weight_budget_per_minute,
-            lead_ms=settings.event_time_lead.ms,
+            lead_ms=event_time_lead_ms(settings.event_time_lead, settings.watermark_delay),
             jitter=jitter,
         )
 

@@ -15,7 +15,16 @@ from py4j.java_gateway import get_field
 from pyspark.errors import IllegalArgumentException
 from pyspark.sql import DataFrame, SparkSession
 
-from app.common.settings import REPO_ROOT, SERVICES, Duration, Settings, command_line, duration_ms, read_by
+from app.common.settings import (
+    REPO_ROOT,
+    SERVICES,
+    Duration,
+    Settings,
+    command_line,
+    duration_ms,
+    event_time_lead_ms,
+    read_by,
+)
 from app.processing.session import build_session
 
 # What Spark accepts for a watermark and a trigger interval, and what each is in milliseconds.
@@ -119,9 +128,13 @@ def test_durations_are_parsed_once_and_spark_gets_the_text_as_written() -> None:
     assert Settings(trigger_interval="2 seconds").trigger_interval.ms == 2_000  # type: ignore[arg-type]
 
 
-def test_the_default_event_time_lead_is_half_the_default_watermark() -> None:
-    defaults = Settings()
-    assert defaults.event_time_lead.ms * 2 == defaults.watermark_delay.ms
+def test_an_unset_event_time_lead_is_half_of_whatever_watermark_the_job_uses() -> None:
+    for watermark, lead_ms in (("10 seconds", 5_000), ("1 minute 30 seconds", 45_000)):
+        settings = Settings.from_env({"TELEMETRY_WATERMARK_DELAY": watermark})
+        assert settings.event_time_lead is None
+        assert event_time_lead_ms(settings.event_time_lead, settings.watermark_delay) == lead_ms
+    chosen = Settings.from_env({"TELEMETRY_EVENT_TIME_LEAD": "2 seconds"})
+    assert event_time_lead_ms(chosen.event_time_lead, chosen.watermark_delay) == 2_000
 
 
 def _flags(parser: argparse.ArgumentParser) -> set[str]:
