@@ -155,7 +155,7 @@ export MOLECULE_IMAGE="${MOLECULE_IMAGE:-$base_image}"
 # the scenario runs cannot make its idempotence step fail.
 export PIPELINE_SOURCE_DIR="$run/source"
 mkdir -p "$PIPELINE_SOURCE_DIR/.cache/jars"
-cp -r "$repo/app" "$repo/requirements.txt" "$PIPELINE_SOURCE_DIR/"
+cp -r "$repo/app" "$repo/pyproject.toml" "$repo/requirements.txt" "$PIPELINE_SOURCE_DIR/"
 find "$PIPELINE_SOURCE_DIR" -name __pycache__ -prune -exec rm -rf {} +
 export PATH="$venv_bin:$PATH" ANSIBLE_FORCE_COLOR=0 PY_COLORS=0
 
