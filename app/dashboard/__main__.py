@@ -28,8 +28,8 @@ def streamlit_args(address: str | None, port: int | None) -> list[str]:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="telemetry-dashboard", description="Serve the Streamlit dashboard.")
-    parser.add_argument("--address", help="listen address (default: server.address of .streamlit/config.toml)")
-    parser.add_argument("--port", type=int, help="listen port (default: server.port of .streamlit/config.toml)")
+    parser.add_argument("--address", help="listen address (default: its .streamlit/config.toml's)")
+    parser.add_argument("--port", type=int, help="listen port (default: its .streamlit/config.toml's)")
     args = parser.parse_args(argv)
     # Streamlit's click command serves until SIGTERM or Ctrl-C and then exits the process itself.
     streamlit_cli.main.main(args=streamlit_args(args.address, args.port), prog_name="streamlit")
