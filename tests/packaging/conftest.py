@@ -1,9 +1,10 @@
 """The app built as a wheel and installed into a scratch virtualenv, the way the pipeline role does.
 
-The wheel is built from a copy of the sources (the checkout gets no build/ or egg-info) with the
-pinned build backend of pyproject.toml. The virtualenv reuses the test venv's installed dependencies
-through a .pth file (pyspark is not downloaded again) and gets the wheel with --no-deps, so the only
-`app` it can import is the installed one.
+The wheel is built as `pip install .` builds it from the checkout, but from a copy of the checkout
+(which then gets no build/ or egg-info), so that tests/ and the rest of the tree are there to leak
+in. The virtualenv reuses the test venv's installed dependencies through a .pth file (pyspark is not
+downloaded again) and gets the wheel with --no-deps, so the only `app` it can import is the
+installed one.
 """
 
 from __future__ import annotations
@@ -19,19 +20,14 @@ from pathlib import Path
 import pytest
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
-# The sources the pipeline role builds the wheel from (ansible/roles/pipeline/tasks/wheel.yml).
-WHEEL_SOURCES = ("app", "pyproject.toml", "requirements.txt")
+# What is not part of the checkout's sources: the shared venv and caches, build and run output.
+NOT_SOURCES = (".git", ".venv", ".cache", ".run", "results", "__pycache__", "*_cache", ".vagrant", "build")
 SCRIPTS = ("telemetry-producer", "telemetry-processing", "telemetry-dashboard")
 
 
 def build_wheel(out: Path) -> Path:
     source = out / "src"
-    source.mkdir(parents=True)
-    for name in WHEEL_SOURCES:
-        if (REPO_ROOT / name).is_dir():
-            shutil.copytree(REPO_ROOT / name, source / name, ignore=shutil.ignore_patterns("__pycache__"))
-        else:
-            shutil.copy2(REPO_ROOT / name, source / name)
+    shutil.copytree(REPO_ROOT, source, ignore=shutil.ignore_patterns(*NOT_SOURCES))
     subprocess.run(
         [sys.executable, "-m", "pip", "wheel", "--no-deps", "--quiet", "--disable-pip-version-check",
          "--wheel-dir", str(out / "dist"), str(source)],

@@ -1,7 +1,7 @@
 """The wheel the pipeline role installs: what it holds, and the pipeline run from its console scripts.
 
-The run uses the real broker of tests/conftest.py, the replay source (the sample CSV as installed
-package data, which is the producer's default replay file), the real Spark job with the Kafka
+The run uses the real broker of tests/conftest.py, the replay source in real time (its default file
+is the sample CSV, installed as package data), the real Spark job with the Kafka
 connector and the dashboard's Streamlit server, all started from the scratch virtualenv's bin/ and
 from a folder outside the checkout, so nothing of the checkout can stand in for the installed app.
 """
@@ -92,7 +92,6 @@ def test_pipeline_runs_from_the_console_scripts(installed_venv: Path, bootstrap:
     env = pipeline_env(bootstrap, tmp_path / "checkpoints", ["BTCUSDT"])
     env |= {
         "TELEMETRY_SOURCE": "replay",
-        "TELEMETRY_REPLAY_SPEED": "0",
         # The default is relative to the checkout the settings module lives in, not to a venv.
         "TELEMETRY_SPARK_JARS_DIR": str(REPO_ROOT / ".cache" / "jars" / "spark"),
         "PYSPARK_PYTHON": str(installed_venv / "bin" / "python"),
