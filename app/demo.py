@@ -82,10 +82,7 @@ def main() -> int:
         "producer": [python, "-m", "app.producer"],
         "spark": [python, "-m", "app.processing"],
         "dashboard": [
-            python, "-m", "streamlit", "run", str(REPO_ROOT / "app/dashboard/app.py"),
-            "--server.address", "127.0.0.1", "--server.port", str(args.dashboard_port),
-            "--server.headless", "true",
-            "--browser.gatherUsageStats", "false",
+            python, "-m", "app.dashboard", "--address", "127.0.0.1", "--port", str(args.dashboard_port),
         ],
     }  # fmt: skip
     children: dict[str, subprocess.Popen[bytes]] = {}

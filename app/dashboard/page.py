@@ -1,6 +1,6 @@
 """The Streamlit page: a static frame with the controls, and a fragment that redraws the live parts.
 
-Run through app/dashboard/app.py (`streamlit run app/dashboard/app.py`). The Kafka feed is one cached
+Run through app/dashboard/streamlit_app.py (`python -m app.dashboard`). The Kafka feed is one cached
 resource per server process, shared by every browser session; the fragment only reads its in-memory
 state, so a slow or missing broker never blocks a rerun.
 """

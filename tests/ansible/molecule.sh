@@ -12,7 +12,9 @@
 set -euo pipefail
 
 repo=$(cd "$(dirname "$0")/../.." && pwd)
-cache="$repo/.cache/molecule"
+# Resolved: runc refuses a container rootfs under a symlink (a worktree's .cache may be one).
+mkdir -p "$repo/.cache/molecule"
+cache=$(cd "$repo/.cache/molecule" && pwd -P)
 run=$(mktemp -d /tmp/telemetry-molecule.XXXXXX)
 venv_bin="$repo/.venv/bin"
 kafka_version=$(sed -n 's/^kafka-clients-\(.*\)\.jar$/\1/p' <(ls "$repo/.cache/jars/kafka"))
@@ -20,7 +22,6 @@ kafka_image="local/kafka:${kafka_version}"
 rootfs_image=local/bookworm-rootfs:latest
 base_image=local/bookworm-systemd:latest
 timeout_s=${MOLECULE_TIMEOUT_S:-2400}
-mkdir -p "$cache"
 log() { printf '[molecule.sh %(%H:%M:%S)T] %s\n' -1 "$*" >&2; }
 
 # The scenario writes vm.* settings, which are not namespaced: put the host's back afterwards.
@@ -155,7 +156,7 @@ export MOLECULE_IMAGE="${MOLECULE_IMAGE:-$base_image}"
 # the scenario runs cannot make its idempotence step fail.
 export PIPELINE_SOURCE_DIR="$run/source"
 mkdir -p "$PIPELINE_SOURCE_DIR/.cache/jars"
-cp -r "$repo/app" "$repo/requirements.txt" "$PIPELINE_SOURCE_DIR/"
+cp -r "$repo/app" "$repo/pyproject.toml" "$repo/requirements.txt" "$PIPELINE_SOURCE_DIR/"
 find "$PIPELINE_SOURCE_DIR" -name __pycache__ -prune -exec rm -rf {} +
 export PATH="$venv_bin:$PATH" ANSIBLE_FORCE_COLOR=0 PY_COLORS=0
 

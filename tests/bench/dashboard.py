@@ -23,7 +23,7 @@ from tests.dashboard.helpers import seed_windows, window
 from tests.support.kafka import create_topics, unique_topic
 from tests.support.pipeline import REPO_ROOT
 
-APP = str(REPO_ROOT / "app" / "dashboard" / "app.py")
+APP = str(REPO_ROOT / "app" / "dashboard" / "streamlit_app.py")
 SYMBOLS = ("BTCUSDT", "ETHUSDT")
 MINUTES = 1440
 

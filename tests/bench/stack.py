@@ -11,10 +11,9 @@ from pathlib import Path
 
 from app.common.settings import Settings
 from app.localkafka.broker import free_port
-from tests.support.pipeline import REPO_ROOT, Process, stop_group, wait_for
+from tests.support.pipeline import Process, stop_group, wait_for
 
 CHROMIUM = "/usr/bin/chromium"
-DASHBOARD_APP = REPO_ROOT / "app" / "dashboard" / "app.py"
 SPARK_STARTED = "streaming "  # app.processing logs "streaming <raw> -> <aggregates>" once running
 
 
@@ -54,26 +53,20 @@ def start_spark(env: dict[str, str], log: Path, *args: str, timeout_s: float = 3
 
 
 class Dashboard:
-    """`streamlit run app/dashboard/app.py` on a free loopback port, and optionally headless Chromium
+    """`python -m app.dashboard` on a free loopback port, and optionally headless Chromium
     holding one session open (without a session Streamlit never runs the page nor opens the feed)."""
 
     def __init__(self, env: dict[str, str], work: Path, browser: bool) -> None:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.server = Process(
-            "streamlit",
+            "app.dashboard",
             env,
             work / "dashboard.log",
-            "run",
-            str(DASHBOARD_APP),
-            "--server.address",
+            "--address",
             "127.0.0.1",
-            "--server.port",
+            "--port",
             str(self.port),
-            "--server.headless",
-            "true",
-            "--browser.gatherUsageStats",
-            "false",
         )
         self.browser: subprocess.Popen[bytes] | None = None
         try:

@@ -27,7 +27,7 @@ from tests.dashboard.helpers import (
 )
 from tests.support.kafka import write_raw
 
-APP = str(Path(__file__).resolve().parents[2] / "app" / "dashboard" / "app.py")
+APP = str(Path(__file__).resolve().parents[2] / "app" / "dashboard" / "streamlit_app.py")
 
 
 @pytest.fixture(autouse=True)

@@ -1,4 +1,4 @@
-"""Serve the dashboard with `streamlit run` and load it in headless Chromium over the DevTools protocol.
+"""Serve the dashboard (`python -m app.dashboard`) and load it in headless Chromium over DevTools.
 
 The page is driven through Chromium's remote-debugging websocket (the `websockets` package Streamlit
 already depends on): `--dump-dom` returns before Streamlit's own websocket has delivered anything, so
@@ -36,7 +36,6 @@ from tests.dashboard.conftest import Topics
 from tests.dashboard.helpers import final, minute, now_ms, producer_report, seed_metrics, seed_windows, window
 
 REPO = Path(__file__).resolve().parents[2]
-APP = REPO / "app" / "dashboard" / "app.py"
 RESULTS = REPO / "results" / "dashboard"
 CHROMIUM = "/usr/bin/chromium"
 
@@ -87,7 +86,7 @@ def random_walk(minutes: int, newest: int) -> list[WindowStats]:
 def dashboard_url(
     bootstrap: str, topics: Topics, tmp_path: Path, request: pytest.FixtureRequest
 ) -> Iterator[str]:
-    """The app served by a real `streamlit run` on a free loopback port, reading the seeded topics.
+    """The app served by `python -m app.dashboard` on a free loopback port, reading the seeded topics.
 
     Seeds the minutes given as the fixture's parameter (90 by default) plus the open one.
     """
@@ -103,25 +102,22 @@ def dashboard_url(
         "TELEMETRY_AGGREGATES_TOPIC": topics.aggregates,
         "TELEMETRY_METRICS_TOPIC": topics.metrics,
         "TELEMETRY_DEAD_LETTER_TOPIC": topics.dead_letters,
+        "PYTHONPATH": str(REPO),
     }
     log = open(tmp_path / "streamlit.log", "wb")  # noqa: SIM115 - owned by the child
     server = subprocess.Popen(
         [
             sys.executable,
             "-m",
-            "streamlit",
-            "run",
-            str(APP),
-            "--server.address",
+            "app.dashboard",
+            "--address",
             "127.0.0.1",
-            "--server.port",
+            "--port",
             str(port),
-            "--server.headless",
-            "true",
-            "--browser.gatherUsageStats",
-            "false",
         ],
-        cwd=tmp_path,  # not the repo: the script's own .streamlit/config.toml must be what applies
+        # Not the repo: the script's own .streamlit/config.toml must be what applies (headless, no
+        # usage statistics). The checkout is on the path as the installed package would be.
+        cwd=tmp_path,
         env=env,
         stdout=log,
         stderr=subprocess.STDOUT,

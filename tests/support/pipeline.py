@@ -1,7 +1,7 @@
 """Running the pipeline's own processes for end-to-end tests, benchmarks and the fault matrix:
-fresh topics per run, `python -m app.<part>` children in their own process groups (so a SIGKILL or
-an RSS reading covers the JVM a Spark driver starts), bounded waits, and an exact reference for
-closed windows that shares no code with app.core."""
+fresh topics per run, `python -m app.<part>` (or installed console script) children in their own
+process groups (so a SIGKILL or an RSS reading covers the JVM a Spark driver starts), bounded waits,
+and an exact reference for closed windows that shares no code with app.core."""
 
 from __future__ import annotations
 
@@ -57,17 +57,26 @@ def pipeline_env(
 
 
 class Process:
-    """A pipeline process run as `python -m module` in its own process group, its output kept for
-    the failure report."""
+    """A pipeline process run as `python -m module` from the checkout, or as the installed console
+    script `program` of that module from `cwd`, in its own process group, its output kept for the
+    failure report."""
 
-    def __init__(self, module: str, env: Mapping[str, str], log_path: Path, *args: str) -> None:
+    def __init__(
+        self,
+        module: str,
+        env: Mapping[str, str],
+        log_path: Path,
+        *args: str,
+        program: Path | None = None,
+        cwd: Path = REPO_ROOT,
+    ) -> None:
         self.module = module
         self.log_path = log_path
         self._log = log_path.open("ab")
         self.popen = subprocess.Popen(
-            [sys.executable, "-m", module, *args],
+            [str(program), *args] if program else [sys.executable, "-m", module, *args],
             env=dict(env),
-            cwd=REPO_ROOT,
+            cwd=cwd,
             stdout=self._log,
             stderr=subprocess.STDOUT,
             start_new_session=True,

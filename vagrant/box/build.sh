@@ -27,7 +27,7 @@ kafka_jars="$repo/.cache/jars/kafka"
 key=$({
     # install-ansible.sh is left out: what it bakes in is decided by the pin in requirements-dev.txt.
     cat "$here"/build.sh "$here"/kafka-image.sh "$here"/Vagrantfile.box "$repo/requirements-dev.txt" \
-        "$repo/requirements.txt" "$repo"/ansible/roles/pipeline/{defaults,vars}/main.yml \
+        "$repo/requirements.txt" "$repo/pyproject.toml" "$repo"/ansible/roles/pipeline/{defaults,vars}/main.yml \
         "$repo"/tests/ansible/images/kafka/bin/* "$repo/tests/ansible/images/kafka/log4j2.yaml"
     ls "$kafka_jars"
 } | sha256sum | cut -c1-16)
@@ -91,6 +91,13 @@ fi
 wheels=/var/cache/telemetry-box/wheels
 "$repo/.venv/bin/python" -m pip wheel --quiet --disable-pip-version-check -r "$repo/requirements.txt" \
     -w "$rootfs$wheels"
+# The pipeline role builds the app's wheel in the guest (the control node of ansible_local) with the
+# build backend pinned in pyproject.toml, which pip then also finds here.
+build_requires=$("$repo/.venv/bin/python" -c \
+    'import sys, tomllib; print(*tomllib.load(open(sys.argv[1], "rb"))["build-system"]["requires"])' \
+    "$repo/pyproject.toml")
+# shellcheck disable=SC2086 # one argument per requirement
+"$repo/.venv/bin/python" -m pip wheel --quiet --disable-pip-version-check $build_requires -w "$rootfs$wheels"
 echo "wheelhouse: $(ls "$rootfs$wheels" | wc -l) wheels, $(du -sh "$rootfs$wheels" | cut -f1)"
 
 echo telemetry-box >"$rootfs/etc/hostname"
