@@ -12,7 +12,6 @@ import signal
 import subprocess
 import sys
 import time
-import urllib.request
 from pathlib import Path
 
 from kafka.errors import KafkaError
@@ -20,16 +19,9 @@ from kafka.errors import KafkaError
 from app.common.schema import WindowStats
 from app.localkafka.broker import free_port, port_open
 from tests.support.kafka import read_all
+from tests.support.pipeline import answers_200
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
-
-
-def _healthy(url: str) -> bool:
-    try:
-        with urllib.request.urlopen(url, timeout=2) as response:
-            return bool(response.status == 200)
-    except OSError:
-        return False
 
 
 def test_demo_runs_the_pipeline_and_stops_cleanly_on_ctrl_c(tmp_path: Path) -> None:
@@ -44,7 +36,7 @@ def test_demo_runs_the_pipeline_and_stops_cleanly_on_ctrl_c(tmp_path: Path) -> N
         deadline = time.monotonic() + 240
         windows: list[WindowStats] = []
         while time.monotonic() < deadline and demo.poll() is None:
-            if _healthy(f"http://127.0.0.1:{dashboard_port}/_stcore/health"):
+            if answers_200(f"http://127.0.0.1:{dashboard_port}/_stcore/health"):
                 try:
                     records = read_all(bootstrap, "aggregated_crypto_stats")
                 except KafkaError:  # the broker may still be starting
@@ -67,7 +59,7 @@ def test_demo_runs_the_pipeline_and_stops_cleanly_on_ctrl_c(tmp_path: Path) -> N
             raise
     assert status == 0, log_path.read_text()[-3000:]
     assert _processes_mentioning(str(tmp_path / "run")) == [], "processes left running"
-    assert not _healthy(f"http://127.0.0.1:{dashboard_port}/_stcore/health")
+    assert not answers_200(f"http://127.0.0.1:{dashboard_port}/_stcore/health")
     assert not port_open(kafka_port)
 
 

@@ -9,7 +9,6 @@ from a folder outside the checkout, so nothing of the checkout can stand in for 
 from __future__ import annotations
 
 import subprocess
-import urllib.request
 import zipfile
 from pathlib import Path
 
@@ -17,7 +16,7 @@ from app.common.schema import WindowStats
 from app.localkafka.broker import free_port
 from tests.packaging.conftest import REPO_ROOT, SCRIPTS
 from tests.support.kafka import read_all
-from tests.support.pipeline import Process, pipeline_env, wait_for
+from tests.support.pipeline import Process, answers_200, pipeline_env, wait_for
 
 PACKAGE_DATA = (
     "app/producer/sample/BTCUSDT-trades-sample.csv",
@@ -81,14 +80,6 @@ def test_installed_app_is_imported_from_the_virtualenv(installed_venv: Path, tmp
     assert Path(result.stdout.strip()).is_relative_to(installed_venv)
 
 
-def _answers_200(url: str) -> bool:
-    try:
-        with urllib.request.urlopen(url, timeout=2) as response:
-            return bool(response.status == 200)
-    except OSError:
-        return False
-
-
 def test_pipeline_runs_from_the_console_scripts(installed_venv: Path, bootstrap: str, tmp_path: Path) -> None:
     env = pipeline_env(bootstrap, tmp_path / "checkpoints", ["BTCUSDT"])
     env |= {
@@ -112,7 +103,7 @@ def test_pipeline_runs_from_the_console_scripts(installed_venv: Path, bootstrap:
             log = tmp_path / f"{script}.log"
             processes.append(Process(module, env, log, *args, program=bin_dir / script, cwd=work))
         health = f"http://127.0.0.1:{port}/_stcore/health"
-        wait_for(lambda: _answers_200(health), 90, "the dashboard's health check", processes)
+        wait_for(lambda: answers_200(health), 90, "the dashboard's health check", processes)
         wait_for(lambda: read_all(bootstrap, aggregates), 300, "windows on the aggregates topic", processes)
         windows = [WindowStats.from_json(r.value) for r in read_all(bootstrap, aggregates)]
         assert {w.symbol for w in windows} == {"BTCUSDT"}

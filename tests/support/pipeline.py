@@ -11,6 +11,7 @@ import signal
 import subprocess
 import sys
 import time
+import urllib.request
 from collections.abc import Callable, Iterable, Mapping
 from decimal import Decimal
 from fractions import Fraction
@@ -175,6 +176,15 @@ def wait_for(
             details = "\n\n".join(f"== {p.log_path.name}\n{p.tail()}" for p in watched)
             raise AssertionError(f"timed out after {timeout_s}s waiting for {what}\n{details}")
         time.sleep(interval_s)
+
+
+def answers_200(url: str) -> bool:
+    """Whether an HTTP GET of `url` answers 200 now (a refused or dropped connection is a no)."""
+    try:
+        with urllib.request.urlopen(url, timeout=2) as response:
+            return bool(response.status == 200)
+    except OSError:
+        return False
 
 
 def expected_windows(symbol: str, trades: Iterable[Mapping[str, Any]]) -> dict[str, dict[str, Any]]:
