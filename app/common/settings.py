@@ -115,7 +115,6 @@ def duration_ms(text: str) -> int:
 # --- The settings, by owner -----------------------------------------------------------------------
 # Defaults that are objects (dataclass field defaults must not be calls).
 _SAMPLE_FILE = REPO_ROOT / "app/producer/sample/BTCUSDT-trades-sample.csv"
-_CHECKPOINT_DIR = Path("/var/lib/telemetry/checkpoints")
 _JARS_DIR = REPO_ROOT / ".cache" / "jars" / "spark"
 _WATERMARK = Duration("10 seconds", 10_000)
 _TRIGGER_INTERVAL = Duration("500 milliseconds", 500)
@@ -203,10 +202,24 @@ class ProducerSettings(_Group):
 class StreamingSettings(_Group):
     """The Spark streaming job."""
 
-    checkpoint_dir: Path = setting(
-        _CHECKPOINT_DIR,
-        help="Spark checkpoints (keep it persistent)",
+    checkpoint_dir: str = setting(
+        "/var/lib/telemetry/checkpoints",
+        help="Spark checkpoints, a path or a URI (file://, hdfs://, s3a://...); keep it persistent",
         read_by={"processing"},
+    )
+    spark_master: str = setting(
+        "local[*]",
+        help="Spark master URL: `local[*]` runs the job in its own process, `spark://host:7077` on a "
+        "standalone cluster",
+        read_by={"processing"},
+    )
+    spark_driver_host: str = setting(
+        "127.0.0.1",
+        help="address the executors reach the driver at (loopback unless they run on other hosts)",
+        read_by={"processing"},
+    )
+    spark_driver_bind_address: str = setting(
+        "127.0.0.1", help="address the driver listens on", read_by={"processing"}
     )
     watermark_delay: Duration = setting(
         _WATERMARK,

@@ -14,7 +14,7 @@ from types import FrameType
 
 from app.common.settings import parse_command_line
 from app.processing.job import start_job
-from app.processing.session import build_session
+from app.processing.session import MasterUnreachable, build_session
 
 log = logging.getLogger("app.processing")
 
@@ -36,12 +36,17 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, request_stop)
     signal.signal(signal.SIGINT, request_stop)
 
-    spark = build_session(settings)
+    try:
+        spark = build_session(settings)
+    except MasterUnreachable as exc:
+        log.error("%s", exc)
+        return 2
     job = start_job(spark, settings)
     log.info(
-        "streaming %s -> %s, checkpoints in %s",
+        "streaming %s -> %s on %s, checkpoints in %s",
         settings.raw_topic,
         settings.aggregates_topic,
+        settings.spark_master,
         settings.checkpoint_dir,
     )
     status = 0

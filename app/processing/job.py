@@ -39,6 +39,12 @@ def kafka_source(spark: SparkSession, settings: Settings) -> DataFrame:
     return reader.load()
 
 
+def checkpoint_location(checkpoint_dir: str, query: str) -> str:
+    """The query's checkpoint under `checkpoint_dir`, a path or a URI. Joined as text: a `Path` would
+    fold the `//` of `s3a://bucket/ckpt` into `s3a:/bucket/ckpt`."""
+    return f"{checkpoint_dir.rstrip('/')}/{query}"
+
+
 def _kafka_sink(records: DataFrame, settings: Settings, name: str, topic: str, mode: str) -> StreamingQuery:
     return (
         records.writeStream.queryName(name)
@@ -46,7 +52,7 @@ def _kafka_sink(records: DataFrame, settings: Settings, name: str, topic: str, m
         .outputMode(mode)
         .option("kafka.bootstrap.servers", settings.kafka_bootstrap_servers)
         .option("topic", topic)
-        .option("checkpointLocation", str(settings.checkpoint_dir / name))
+        .option("checkpointLocation", checkpoint_location(settings.checkpoint_dir, name))
         .trigger(processingTime=settings.trigger_interval.text)
         .start()
     )

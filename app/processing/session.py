@@ -1,8 +1,10 @@
-"""The job's SparkSession: local, loopback-only, no UI, sized for a 2-4 core appliance."""
+"""The job's SparkSession: local by default, loopback-only unless told otherwise, no UI, sized for a
+2-4 core appliance. `TELEMETRY_SPARK_MASTER` puts it on a standalone cluster instead."""
 
 from __future__ import annotations
 
 import os
+import socket
 from pathlib import Path
 
 from pyspark.sql import SparkSession
@@ -25,13 +27,14 @@ def connector_jars(jars_dir: Path) -> list[Path]:
 def session_config(settings: Settings, state_store: str = HDFS_STATE_STORE) -> dict[str, str]:
     """Every Spark setting the job depends on, as one reviewable mapping."""
     return {
-        "spark.master": "local[*]",
+        "spark.master": settings.spark_master,
         "spark.app.name": "telemetry-vwap",
         "spark.jars": ",".join(str(jar) for jar in connector_jars(settings.spark_jars_dir)),
         "spark.driver.memory": settings.spark_driver_memory,
-        # Loopback only: the driver's RPC and block manager never listen on an outside interface.
-        "spark.driver.host": "127.0.0.1",
-        "spark.driver.bindAddress": "127.0.0.1",
+        # Loopback by default: the driver's RPC and block manager listen on no outside interface
+        # unless a cluster's executors must reach them.
+        "spark.driver.host": settings.spark_driver_host,
+        "spark.driver.bindAddress": settings.spark_driver_bind_address,
         "spark.ui.enabled": "false",
         "spark.ui.showConsoleProgress": "false",
         "spark.driver.extraJavaOptions": f"-Dlog4j2.configurationFile={LOG4J2_CONFIG}",
@@ -46,8 +49,28 @@ def session_config(settings: Settings, state_store: str = HDFS_STATE_STORE) -> d
     }
 
 
+class MasterUnreachable(ConnectionError):
+    """No Spark master answers at the configured URL."""
+
+
+def check_master(master: str, timeout_s: float = 5.0) -> None:
+    """Fail at once, naming the setting, when a `spark://` master (or every one of an HA list) does not
+    answer; Spark itself would retry for minutes before giving up."""
+    if not master.startswith("spark://"):
+        return
+    for address in master.removeprefix("spark://").split(","):
+        host, _, port = address.rpartition(":")
+        try:
+            with socket.create_connection((host, int(port)), timeout=timeout_s):
+                return
+        except (OSError, ValueError):
+            continue
+    raise MasterUnreachable(f"no Spark master answers at TELEMETRY_SPARK_MASTER={master}")
+
+
 def build_session(settings: Settings, state_store: str = HDFS_STATE_STORE) -> SparkSession:
-    os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
+    check_master(settings.spark_master)
+    os.environ.setdefault("SPARK_LOCAL_IP", settings.spark_driver_bind_address)
     builder = SparkSession.builder
     for key, value in session_config(settings, state_store).items():
         builder = builder.config(key, value)

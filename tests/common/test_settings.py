@@ -85,7 +85,7 @@ def test_anything_else_is_refused(text: str) -> None:
 @pytest.fixture(scope="module")
 def spark(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SparkSession]:
     """The job's own session configuration (ANSI mode included), without Kafka."""
-    session = build_session(Settings(checkpoint_dir=tmp_path_factory.mktemp("spark")))
+    session = build_session(Settings(checkpoint_dir=str(tmp_path_factory.mktemp("spark"))))
     yield session
     session.stop()
 
@@ -162,7 +162,7 @@ def test_flags_win_over_the_environment(tmp_path: Path) -> None:
     parser = command_line("processing", None)
     args = parser.parse_args(["--watermark-delay", "20 seconds", "--checkpoint-dir", str(tmp_path)])
     settings = Settings.from_args(args, {"TELEMETRY_WATERMARK_DELAY": "30 seconds"})
-    assert (settings.watermark_delay.ms, settings.checkpoint_dir) == (20_000, tmp_path)
+    assert (settings.watermark_delay.ms, settings.checkpoint_dir) == (20_000, str(tmp_path))
 
 
 @pytest.mark.parametrize("service", SERVICES)

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
+import sys
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -20,7 +22,7 @@ from kafka.consumer.fetcher import ConsumerRecord
 from pyspark.sql import SparkSession
 
 from app.common.schema import SparkMetric, WindowStats, metric_from_json, window_key
-from app.common.settings import Settings
+from app.common.settings import ENV_PREFIX, Settings
 from app.core.windows import WINDOW_MS, window_start
 from app.processing.job import start_job
 from app.processing.session import build_session
@@ -46,12 +48,33 @@ def job_settings(bootstrap: str, checkpoint_dir: Path, prefix: str) -> Settings:
         aggregates_topic=unique_topic(f"{prefix}_agg"),
         dead_letter_topic=unique_topic(f"{prefix}_dlq"),
         metrics_topic=unique_topic(f"{prefix}_metrics"),
-        checkpoint_dir=checkpoint_dir,
+        checkpoint_dir=str(checkpoint_dir),
         watermark_delay=dataset.WATERMARK,
         trigger_interval="500 milliseconds",
         max_offsets_per_trigger=dataset.BATCH,
         starting_offsets="earliest",
     )
+
+
+def job_environment(settings: Settings) -> dict[str, str]:
+    """The environment that runs `python -m app.processing` with `settings`."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(ENV_PREFIX)}
+    for name in (
+        "kafka_bootstrap_servers",
+        "raw_topic",
+        "aggregates_topic",
+        "dead_letter_topic",
+        "metrics_topic",
+        "checkpoint_dir",
+        "watermark_delay",
+        "trigger_interval",
+        "max_offsets_per_trigger",
+        "starting_offsets",
+    ):
+        env[ENV_PREFIX + name.upper()] = str(getattr(settings, name))
+    env["SPARK_LOCAL_IP"] = "127.0.0.1"
+    env["PYSPARK_PYTHON"] = sys.executable
+    return env
 
 
 def prepare_topics(settings: Settings, records: list[dataset.Record]) -> None:
@@ -168,7 +191,7 @@ def _measure_latency(settings: Settings) -> list[int]:
 @pytest.fixture(scope="session")
 def spark(kafka_broker: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[SparkSession]:
     # Depends on the broker so that it stops after Spark, whose cached producers would retry it.
-    session = build_session(Settings(checkpoint_dir=tmp_path_factory.mktemp("spark")))
+    session = build_session(Settings(checkpoint_dir=str(tmp_path_factory.mktemp("spark"))))
     yield session
     session.stop()
 

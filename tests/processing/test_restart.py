@@ -11,12 +11,13 @@ import time
 from pathlib import Path
 from typing import Any
 
-from app.common.settings import ENV_PREFIX, Settings
+from app.common.settings import Settings
 from app.localkafka.broker import LocalBroker
 from tests.processing import dataset
 from tests.processing.conftest import (
     PROBE_SYMBOL,
     JobRun,
+    job_environment,
     job_settings,
     output_complete,
     prepare_topics,
@@ -29,33 +30,13 @@ from tests.support.kafka import read_all
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
 
-def _environment(settings: Settings) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(ENV_PREFIX)}
-    for name in (
-        "kafka_bootstrap_servers",
-        "raw_topic",
-        "aggregates_topic",
-        "dead_letter_topic",
-        "metrics_topic",
-        "checkpoint_dir",
-        "watermark_delay",
-        "trigger_interval",
-        "max_offsets_per_trigger",
-        "starting_offsets",
-    ):
-        env[ENV_PREFIX + name.upper()] = str(getattr(settings, name))
-    env["SPARK_LOCAL_IP"] = "127.0.0.1"
-    env["PYSPARK_PYTHON"] = sys.executable
-    return env
-
-
 def _start(settings: Settings, log_path: Path) -> subprocess.Popen[bytes]:
     with open(log_path, "wb") as log:
         # Its own process group, so SIGKILL takes down the driver JVM with the Python process.
         return subprocess.Popen(
             [sys.executable, "-m", "app.processing"],
             cwd=REPO_ROOT,
-            env=_environment(settings),
+            env=job_environment(settings),
             stdout=log,
             stderr=subprocess.STDOUT,
             start_new_session=True,
