@@ -90,10 +90,14 @@ def test_sigkill_and_restart_give_the_uninterrupted_result(
     assert live == want_live
     assert _dead_letters(settings) == _dead_letters(job_run.settings)
 
-    # The restart resumed from its checkpoint: no query began again at batch 0.
+    # The restart resumed from its checkpoint: no query began again at batch 0. The two windowed
+    # queries always run again (the watermark moves); the dead-letter query only when records were
+    # left for it, which it may not have been if it read the whole topic before the kill.
     after = spark_metrics(bootstrap, settings.metrics_topic)[len(before) :]
     assert after and all(m.time >= killed_at - 1_000 for m in after)
-    for query in ("live", "final", "dead_letters"):
+    ran_again = {m.query for m in after}
+    assert {"live", "final"} <= ran_again, ran_again
+    for query in ran_again:
         done_before = max((m.batch_id for m in before if m.query == query), default=-1)
         first_after = min(m.batch_id for m in after if m.query == query)
         assert first_after > done_before >= 0, (query, done_before, first_after)
