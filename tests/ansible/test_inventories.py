@@ -26,6 +26,7 @@ CASES: Cases = {
         ("-e", '{"pipeline_settings": {"replay_sped": 0}}'),
     ),
     "vagrant": (INVENTORY / "vagrant" / "hosts.yml", ()),
+    "two_brokers": (Path(__file__).resolve().parent / "inventories" / "two-brokers.yml", ()),
 }
 
 
@@ -64,6 +65,12 @@ def test_multi_node_cluster_on_loopback_is_refused(rendered: dict[str, Rendered]
     result = rendered["three_brokers_on_loopback"]
     assert result.returncode != 0
     assert "cannot listen on loopback only" in result.output
+
+
+def test_an_even_number_of_controllers_is_refused(rendered: dict[str, Rendered]) -> None:
+    result = rendered["two_brokers"]
+    assert result.returncode != 0
+    assert "needs an odd number of controllers (1, 3 or 5), but 2 hosts" in result.output
 
 
 def test_single_host_default_is_one_loopback_node(rendered: dict[str, Rendered]) -> None:
