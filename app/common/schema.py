@@ -555,6 +555,11 @@ class ProducerMetric:
     budget_per_minute: int = 0
     producer_rebuilds: int = 0
 
+    @property
+    def errors(self) -> int:
+        """HTTP errors of every kind, 429 and 418 answers included."""
+        return sum(self.http_errors.values()) + self.rate_limited_429 + self.banned_418
+
     def counters(self) -> Iterator[tuple[str, int]]:
         """(name, value) of every integer counter: each field but the time and the error kinds."""
         for item in fields(self):

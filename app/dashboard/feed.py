@@ -39,12 +39,11 @@ from app.dashboard.state import (
     FeedState,
     FeedStatus,
     PipelineHealth,
-    ProducerHealth,
     SparkBatches,
     SparkHealth,
 )
 
-__all__ = ["FeedState", "FeedStatus", "PipelineHealth", "ProducerHealth", "SparkHealth", "WindowFeed"]
+__all__ = ["FeedState", "FeedStatus", "PipelineHealth", "SparkHealth", "WindowFeed"]
 
 log = logging.getLogger(__name__)
 
@@ -91,7 +90,7 @@ class WindowFeed:
         # Guarded by _state_lock.
         self._windows: dict[str, dict[int, WindowStats]] = {}
         self._spark = SparkBatches()
-        self._producer: ProducerHealth | None = None
+        self._producer: ProducerMetric | None = None
         self._dead_letters: int | None = None
         self._bad_records = 0
         self._status = state.CONNECTING
@@ -394,18 +393,6 @@ class WindowFeed:
                 watermark=metric.watermark,
             )
         elif isinstance(metric, ProducerMetric):
-            report = ProducerHealth(
-                time_ms=metric.time,
-                trades_published=metric.trades_published,
-                polls=metric.polls,
-                gaps_backfilled=metric.gaps_backfilled,
-                http_errors=metric.http_errors,
-                rate_limited_429=metric.rate_limited_429,
-                banned_418=metric.banned_418,
-                used_weight_1m=metric.used_weight_1m,
-                budget_per_minute=metric.budget_per_minute,
-                unrecoverable_gaps=metric.unrecoverable_gaps,
-            )
-            self._producer = state.newest_report(self._producer, report)
+            self._producer = state.newest_report(self._producer, metric)
         else:
             log.debug("ignoring a metric from a source this version does not know")

@@ -14,7 +14,7 @@ from collections.abc import Iterable, Mapping, MutableMapping
 from dataclasses import dataclass, field, replace
 from enum import StrEnum
 
-from app.common.schema import WindowStats
+from app.common.schema import ProducerMetric, WindowStats
 
 HOUR_MS = 3_600_000
 MINUTE_MS = 60_000
@@ -44,27 +44,6 @@ class FeedStatus:
 
 
 @dataclass(frozen=True, slots=True)
-class ProducerHealth:
-    """The producer's latest report; its counters are cumulative since the producer started."""
-
-    time_ms: int
-    trades_published: int
-    polls: int
-    gaps_backfilled: int
-    http_errors: Mapping[str, int]
-    rate_limited_429: int
-    banned_418: int
-    used_weight_1m: int
-    budget_per_minute: int
-    unrecoverable_gaps: int = 0  # trade-id gaps the producer could not backfill: trades lost
-
-    @property
-    def errors(self) -> int:
-        """HTTP errors of every kind, 429 and 418 answers included."""
-        return sum(self.http_errors.values()) + self.rate_limited_429 + self.banned_418
-
-
-@dataclass(frozen=True, slots=True)
 class SparkHealth:
     """Spark's micro-batch reports within the history bound, each (query, batch_id) counted once."""
 
@@ -77,7 +56,7 @@ class SparkHealth:
 @dataclass(frozen=True, slots=True)
 class PipelineHealth:
     spark: SparkHealth
-    producer: ProducerHealth | None
+    producer: ProducerMetric | None  # the newest report
     dead_letters: int | None  # None until the dead-letter topic has been measured once
     bad_records: int  # aggregate or metric records this feed could not parse (skipped, logged)
 
@@ -116,9 +95,9 @@ def prune(table: WindowTable, cutoff_ms: int) -> None:
 # ------------------------------------------------------------------------------------- health
 
 
-def newest_report(current: ProducerHealth | None, report: ProducerHealth) -> ProducerHealth:
+def newest_report(current: ProducerMetric | None, report: ProducerMetric) -> ProducerMetric:
     """The producer report to show: the newest by its own time, whatever order they arrive in."""
-    if current is None or report.time_ms >= current.time_ms:
+    if current is None or report.time >= current.time:
         return report
     return current
 

@@ -7,10 +7,10 @@ from decimal import Decimal
 
 import pytest
 
-from app.common.schema import WindowStats
+from app.common.schema import ProducerMetric, WindowStats
 from app.core.windows import WINDOW_MS
 from app.dashboard import state
-from app.dashboard.state import RECENT_BATCH_IDS, FeedState, ProducerHealth, SparkBatches, WindowTable
+from app.dashboard.state import RECENT_BATCH_IDS, FeedState, SparkBatches, WindowTable
 from tests.dashboard.helpers import final, window
 
 T0 = 1_767_225_600_000  # a minute boundary
@@ -89,8 +89,17 @@ def test_an_implausible_window_is_refused(broken: dict[str, object]) -> None:
 # ------------------------------------------------------------------------------------- health
 
 
-def producer(time_ms: int, published: int) -> ProducerHealth:
-    return ProducerHealth(time_ms, published, 10, 0, {"5xx": 2, "timeout": 1}, 1, 1, 20, 3000)
+def producer(time_ms: int, published: int) -> ProducerMetric:
+    return ProducerMetric(
+        time=time_ms,
+        trades_published=published,
+        polls=10,
+        http_errors={"5xx": 2, "timeout": 1},
+        rate_limited_429=1,
+        banned_418=1,
+        used_weight_1m=20,
+        budget_per_minute=3000,
+    )
 
 
 def test_the_newest_producer_report_wins_whatever_the_arrival_order() -> None:
