@@ -107,11 +107,6 @@ def event_time_lead_ms(lead: Duration | None, watermark_delay: Duration) -> int:
     return lead.ms if lead is not None else watermark_delay.ms // 2
 
 
-def duration_ms(text: str) -> int:
-    """A Spark interval such as "10 seconds", in milliseconds (prefer a `Duration` setting's `.ms`)."""
-    return Duration.parse(text).ms
-
-
 # --- The settings, by owner -----------------------------------------------------------------------
 # Defaults that are objects (dataclass field defaults must not be calls).
 _SAMPLE_FILE = REPO_ROOT / "app/producer/sample/BTCUSDT-trades-sample.csv"
@@ -404,7 +399,6 @@ __all__ = [
     "StreamingSettings",
     "command_line",
     "configuration_table",
-    "duration_ms",
     "env_name",
     "event_time_lead_ms",
     "parse_command_line",

@@ -21,7 +21,6 @@ from app.common.settings import (
     Duration,
     Settings,
     command_line,
-    duration_ms,
     event_time_lead_ms,
     read_by,
 )
@@ -73,7 +72,6 @@ REFUSED = [
 @pytest.mark.parametrize(("text", "expected"), ACCEPTED.items())
 def test_spark_intervals_read_as_milliseconds(text: str, expected: int) -> None:
     assert Duration.parse(text) == Duration(text, expected)
-    assert duration_ms(text) == expected
 
 
 @pytest.mark.parametrize("text", REFUSED)
