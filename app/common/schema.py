@@ -534,6 +534,33 @@ class DeadLetter:
         return _decode(cls, _json_object(raw, "dead letter"))
 
 
+@dataclass(frozen=True, slots=True)
+class LateTrade:
+    """A valid trade that arrived after the watermark had closed its window: the trade as it arrived
+    (`value`, with where it was read from) and the window it missed. Keyed `symbol|trade_id`."""
+
+    symbol: str
+    trade_id: int
+    window_start: int  # ms, the window the trade belongs to, already final
+    window_end: int
+    watermark: int  # ms, the job's watermark when the trade was read
+    topic: str
+    partition: int
+    offset: int
+    value: str
+
+    @property
+    def key(self) -> str:
+        return f"{self.symbol}|{self.trade_id}"
+
+    def to_json(self) -> bytes:
+        return _encode(asdict(self))
+
+    @classmethod
+    def from_json(cls, raw: bytes | str) -> LateTrade:
+        return _decode(cls, _json_object(raw, "late trade"))
+
+
 # ---------------------------------------------------------------------------------- the metrics
 
 
@@ -599,7 +626,45 @@ class SparkMetric:
         return _decode(cls, payload)
 
 
-Metric = ProducerMetric | SparkMetric
+@dataclass(frozen=True, slots=True)
+class SparkLedger:
+    """Where one symbol's raw records went, cumulative since the job's checkpoint began (records of
+    no valid symbol are under symbol ""). Conservation: records = final_trades + open_trades + late
+    + dead_letters + duplicates. Amounts are decimal strings."""
+
+    SOURCE: ClassVar[str] = "spark-ledger"
+
+    symbol: str = ""
+    time: int = 0  # ms since epoch, when the batch that changed it ran
+    records: int = 0
+    final_trades: int = 0
+    final_windows: int = 0
+    open_trades: int = 0
+    late: int = 0
+    late_base_volume: str = "0"
+    late_quote_volume: str = "0"
+    dead_letters: int = 0
+    conflicts: int = 0
+    duplicates: int = 0
+
+    @property
+    def accounted(self) -> int:
+        """Records with a final destination: everything but the trades of still-open windows."""
+        return self.final_trades + self.late + self.dead_letters + self.duplicates
+
+    @property
+    def key(self) -> bytes:
+        return f"{self.SOURCE}|{self.symbol}".encode()
+
+    def to_json(self) -> bytes:
+        return _encode({"source": self.SOURCE} | asdict(self))
+
+    @classmethod
+    def from_payload(cls, payload: Mapping[str, Any]) -> SparkLedger:
+        return _decode(cls, payload)
+
+
+Metric = ProducerMetric | SparkMetric | SparkLedger
 
 
 def metric_from_json(key: bytes | None, raw: bytes | str) -> Metric | None:
@@ -607,7 +672,7 @@ def metric_from_json(key: bytes | None, raw: bytes | str) -> Metric | None:
     version does not know. RecordError (a ValueError) for anything that is not a valid metric."""
     payload = _json_object(raw, "metric")
     source = payload.get("source") or (key.decode() if key else "")
-    for kind in (ProducerMetric, SparkMetric):
+    for kind in (ProducerMetric, SparkMetric, SparkLedger):
         if source == kind.SOURCE:
             return kind.from_payload(payload)
     return None

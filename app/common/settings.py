@@ -148,6 +148,11 @@ class KafkaSettings(_Group):
         help="records that failed validation, with the reason",
         read_by={"processing", "dashboard"},
     )
+    late_trades_topic: str = setting(
+        "raw_crypto_trades_late",
+        help="valid trades that arrived after their window was final, key = `symbol|trade_id`",
+        read_by={"processing", "dashboard"},
+    )
     metrics_topic: str = setting(
         "pipeline_metrics", help="producer counters and Spark batch figures", read_by=set(SERVICES)
     )

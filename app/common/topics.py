@@ -39,6 +39,8 @@ TOPICS = (
     Topic("aggregates_topic", scaled=True, retention_ms=7 * DAY_MS),
     # As long as the raw trades, so a rejected record can be looked at beside its neighbours.
     Topic("dead_letter_topic", scaled=False, retention_ms=30 * DAY_MS),
+    # Each late trade as it arrived, with the window it missed: as long as the raw trades.
+    Topic("late_trades_topic", scaled=False, retention_ms=30 * DAY_MS),
     Topic("metrics_topic", scaled=False, retention_ms=DAY_MS, durable=False),
 )
 

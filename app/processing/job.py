@@ -21,10 +21,11 @@ from pyspark.sql.streaming.query import StreamingQuery
 from app.common.settings import Settings
 from app.processing import transform
 from app.processing.metrics import MetricsPublisher
+from app.processing.processor import OUTPUT_SCHEMA, LedgerProcessor
 
 log = logging.getLogger(__name__)
 
-QUERY_NAMES = ("live", "final", "dead_letters")
+QUERY_NAME = "ledger"
 
 
 def kafka_source(spark: SparkSession, settings: Settings) -> DataFrame:
@@ -43,19 +44,6 @@ def checkpoint_location(checkpoint_dir: str, query: str) -> str:
     """The query's checkpoint under `checkpoint_dir`, a path or a URI. Joined as text: a `Path` would
     fold the `//` of `s3a://bucket/ckpt` into `s3a:/bucket/ckpt`."""
     return f"{checkpoint_dir.rstrip('/')}/{query}"
-
-
-def _kafka_sink(records: DataFrame, settings: Settings, name: str, topic: str, mode: str) -> StreamingQuery:
-    return (
-        records.writeStream.queryName(name)
-        .format("kafka")
-        .outputMode(mode)
-        .option("kafka.bootstrap.servers", settings.kafka_bootstrap_servers)
-        .option("topic", topic)
-        .option("checkpointLocation", checkpoint_location(settings.checkpoint_dir, name))
-        .trigger(processingTime=settings.trigger_interval.text)
-        .start()
-    )
 
 
 @dataclass
@@ -93,24 +81,35 @@ class StreamingJob:
 
 
 def start_job(spark: SparkSession, settings: Settings) -> StreamingJob:
-    """Start the three queries (and the progress listener) on `spark`."""
+    """Start the query (and the progress listener) on `spark`."""
     publisher = MetricsPublisher(settings.kafka_bootstrap_servers, settings.metrics_topic)
     spark.streams.addListener(publisher)
+    processor = LedgerProcessor(
+        source_topic=settings.raw_topic,
+        aggregates_topic=settings.aggregates_topic,
+        late_topic=settings.late_trades_topic,
+        dead_letter_topic=settings.dead_letter_topic,
+        metrics_topic=settings.metrics_topic,
+    )
+    records = (
+        transform.ledger_input(
+            transform.parse_trades(kafka_source(spark, settings)), settings.watermark_delay.text
+        )
+        .groupBy("symbol")
+        .transformWithStateInPandas(processor, OUTPUT_SCHEMA, "Append", "EventTime")
+    )
     queries: dict[str, StreamingQuery] = {}
     try:
-        for name in QUERY_NAMES:
-            # Each query reads the topic itself, so each has its own offsets in its own checkpoint.
-            valid, invalid = transform.split_valid(transform.parse_trades(kafka_source(spark, settings)))
-            if name == "dead_letters":
-                records = transform.dead_letter_records(invalid)
-                topic, mode = settings.dead_letter_topic, "append"
-            else:
-                windows = transform.aggregate_windows(valid, settings.watermark_delay.text)
-                is_final = name == "final"
-                records = transform.window_records(windows, is_final=is_final)
-                topic, mode = settings.aggregates_topic, ("append" if is_final else "update")
-            queries[name] = _kafka_sink(records, settings, name, topic, mode)
-            log.info("started query %s -> %s (%s mode)", name, topic, mode)
+        queries[QUERY_NAME] = (
+            records.writeStream.queryName(QUERY_NAME)
+            .format("kafka")
+            .outputMode("append")
+            .option("kafka.bootstrap.servers", settings.kafka_bootstrap_servers)
+            .option("checkpointLocation", checkpoint_location(settings.checkpoint_dir, QUERY_NAME))
+            .trigger(processingTime=settings.trigger_interval.text)
+            .start()
+        )
+        log.info("started query %s", QUERY_NAME)
     except Exception:
         job = StreamingJob(spark, queries, publisher)
         job.stop()

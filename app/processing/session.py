@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import socket
+import sys
 from pathlib import Path
 
 from pyspark.sql import SparkSession
@@ -12,7 +13,7 @@ from pyspark.sql import SparkSession
 from app.common.settings import Settings
 
 LOG4J2_CONFIG = Path(__file__).with_name("log4j2.properties")
-HDFS_STATE_STORE = "org.apache.spark.sql.execution.streaming.state.HDFSBackedStateStoreProvider"
+# The stateful processor API (transformWithState) runs on RocksDB only.
 ROCKSDB_STATE_STORE = "org.apache.spark.sql.execution.streaming.state.RocksDBStateStoreProvider"
 
 
@@ -24,7 +25,7 @@ def connector_jars(jars_dir: Path) -> list[Path]:
     return jars
 
 
-def session_config(settings: Settings, state_store: str = HDFS_STATE_STORE) -> dict[str, str]:
+def session_config(settings: Settings) -> dict[str, str]:
     """Every Spark setting the job depends on, as one reviewable mapping."""
     return {
         "spark.master": settings.spark_master,
@@ -44,7 +45,11 @@ def session_config(settings: Settings, state_store: str = HDFS_STATE_STORE) -> d
         "spark.sql.session.timeZone": "UTC",
         # ANSI mode turns a decimal overflow into a failed query instead of a silent NULL.
         "spark.sql.ansi.enabled": "true",
-        "spark.sql.streaming.stateStore.providerClass": state_store,
+        "spark.sql.streaming.stateStore.providerClass": ROCKSDB_STATE_STORE,
+        # One cap for RocksDB's block cache and write buffers across the process: its native
+        # memory is outside the JVM heap and would otherwise grow with each state store instance.
+        "spark.sql.streaming.stateStore.rocksdb.boundedMemoryUsage": "true",
+        "spark.sql.streaming.stateStore.rocksdb.maxMemoryUsageMB": "64",
         "spark.sql.streaming.metricsEnabled": "false",
     }
 
@@ -68,11 +73,14 @@ def check_master(master: str, timeout_s: float = 5.0) -> None:
     raise MasterUnreachable(f"no Spark master answers at TELEMETRY_SPARK_MASTER={master}")
 
 
-def build_session(settings: Settings, state_store: str = HDFS_STATE_STORE) -> SparkSession:
+def build_session(settings: Settings) -> SparkSession:
     check_master(settings.spark_master)
     os.environ.setdefault("SPARK_LOCAL_IP", settings.spark_driver_bind_address)
+    # The stateful step runs in Python workers: they need this interpreter's packages (pandas,
+    # pyarrow, the app), not whatever `python3` is first on PATH.
+    os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
     builder = SparkSession.builder
-    for key, value in session_config(settings, state_store).items():
+    for key, value in session_config(settings).items():
         builder = builder.config(key, value)
     spark = builder.getOrCreate()
     spark.sparkContext.setLogLevel("WARN")

@@ -1,13 +1,12 @@
-"""Pure DataFrame transformations of the streaming job: validate, aggregate, encode for Kafka.
+"""Pure DataFrame transformations of the streaming job: parse and validate each raw record once.
 
 No session, source or sink here: each function maps a DataFrame to a DataFrame, so tests can feed
 them any frame with the Kafka source's columns (key, value, topic, partition, offset).
 
 Money stays exact. Prices and quantities arrive as decimal strings with at most 8 places; they
-are turned into integer units of 10^-8 by string surgery (no cast of a fraction, no rounding), and
-every sum is over integers in DECIMAL(38,0). Spark's decimal division rounds twice and its
-precision-loss rule can cut the scale to 6, so VWAP is done as an integer division with an explicit
-remainder and one half-to-even rounding step, exactly as `app.core.windows.vwap` does.
+are turned into integer units of 10^-8 by string surgery (no cast of a fraction, no rounding) and
+handed to the stateful step (app/processing/ledger.py) as decimal text, which sums them as
+Python integers.
 """
 
 from __future__ import annotations
@@ -19,10 +18,7 @@ from pyspark.sql import functions as F
 
 from app.common.schema import MAX_DECIMAL_PLACES, TRADE_RULES, Check, Rule
 
-WINDOW_DURATION = "1 minute"
-# Prices, VWAP and base volume carry 8 places; quote volume (price x qty) carries 16.
 UNIT_SCALE = MAX_DECIMAL_PLACES
-NOTIONAL_SCALE = 2 * MAX_DECIMAL_PLACES
 
 # The JSON types (as schema_of_variant names them) that each kind of rule needs.
 _TYPE_OF_CHECK = {
@@ -164,129 +160,45 @@ def parse_trades(raw: DataFrame) -> DataFrame:
         "trade_time",
         "price_units",
         "qty_units",
+        _content_hash().alias("fingerprint"),
         _reason(TRADE_RULES).alias("reason"),
     )
 
 
-def split_valid(parsed: DataFrame) -> tuple[DataFrame, DataFrame]:
-    """(valid trades with event time, invalid records with their reason) of `parse_trades` output."""
-    valid = parsed.where(F.col("reason").isNull()).select(
-        "symbol",
-        "trade_id",
-        "trade_time",
-        F.timestamp_millis(F.col("trade_time")).alias("event_time"),
-        F.col("price_units").cast("decimal(28,0)").alias("price_units"),
-        F.col("qty_units").cast("decimal(28,0)").alias("qty_units"),
+def _content_hash() -> Column:
+    """A hash of what the exchange says about the trade (not when the producer read it): two
+    deliveries of one trade id with different hashes are a conflict, with equal ones a duplicate."""
+    return F.xxhash64(
+        F.col("trade_time"),
+        F.col("price_units"),
+        F.col("qty_units"),
+        F.col("_quote_qty_text"),
+        _variant_as("is_buyer_maker", "boolean"),
     )
-    invalid = parsed.where(F.col("reason").isNotNull()).select(
-        "key", "value", "topic", "partition", "offset", "reason"
-    )
-    return valid, invalid
 
 
-def dead_letter_records(invalid: DataFrame) -> DataFrame:
-    """Invalid records -> Kafka (key, value) rows in the `DeadLetter` JSON layout, key kept as-is."""
-    original = F.coalesce(F.make_valid_utf8(F.col("value").cast("string")), F.lit(""))
-    payload = F.struct(
-        F.col("reason"),
-        F.col("topic"),
+def ledger_input(parsed: DataFrame, watermark_delay: str) -> DataFrame:
+    """`parse_trades` output -> the stateful step's input: every record, grouped by `symbol` (""
+    for a record that breaks a rule), with the watermark on the trades' event time.
+
+    The event-time column is dropped after `withWatermark`: the query still tracks the watermark
+    (timers fire by it), but Spark no longer filters rows older than it before the processor sees
+    them. That filter would drop late trades silently; the processor routes them instead.
+    """
+    valid = F.col("reason").isNull()
+    with_watermark = parsed.withColumn(
+        "event_time", F.when(valid, F.timestamp_millis(F.col("trade_time")))
+    ).withWatermark("event_time", watermark_delay)
+    return with_watermark.select(
+        F.when(valid, F.col("symbol")).otherwise(F.lit("")).alias("symbol"),
         F.col("partition").cast("int").alias("partition"),
         F.col("offset").cast("bigint").alias("offset"),
-        original.alias("value"),
+        "key",
+        F.coalesce(F.make_valid_utf8(F.col("value").cast("string")), F.lit("")).alias("value"),
+        "reason",
+        "trade_id",
+        "trade_time",
+        F.col("price_units").cast("string").alias("price_units"),
+        F.col("qty_units").cast("string").alias("qty_units"),
+        "fingerprint",
     )
-    return invalid.select(F.col("key"), F.to_json(payload).alias("value"))
-
-
-def aggregate_windows(trades: DataFrame, watermark_delay: str) -> DataFrame:
-    """Valid trades -> one row per (symbol, 1-minute window) with exact integer-unit aggregates.
-
-    Columns: symbol, window_start, window_end, last_trade_time (ms); open/high/low/close_units and
-    base_units (10^-8), notional_units (10^-16), all DECIMAL(38,0) or narrower with scale 0;
-    vwap_units (10^-8, rounded once half to even); trade_count, first/last_trade_id.
-    """
-    order = F.struct(F.col("trade_time"), F.col("trade_id"))
-    grouped = (
-        trades.withWatermark("event_time", watermark_delay)
-        .groupBy(F.col("symbol"), F.window(F.col("event_time"), WINDOW_DURATION).alias("window"))
-        .agg(
-            F.min_by(F.col("price_units"), order).alias("open_units"),
-            F.max(F.col("price_units")).alias("high_units"),
-            F.min(F.col("price_units")).alias("low_units"),
-            F.max_by(F.col("price_units"), order).alias("close_units"),
-            F.sum(F.col("qty_units")).alias("base_units"),
-            F.sum(F.col("price_units") * F.col("qty_units")).alias("notional_units"),
-            F.count(F.lit(1)).alias("trade_count"),
-            F.min(F.col("trade_id")).alias("first_trade_id"),
-            F.max(F.col("trade_id")).alias("last_trade_id"),
-            F.max(F.col("trade_time")).alias("last_trade_time"),
-        )
-    )
-    return grouped.select(
-        "symbol",
-        F.unix_millis(F.col("window.start")).alias("window_start"),
-        F.unix_millis(F.col("window.end")).alias("window_end"),
-        "open_units",
-        "high_units",
-        "low_units",
-        "close_units",
-        "base_units",
-        "notional_units",
-        exact_quotient_half_even(F.col("notional_units"), F.col("base_units")).alias("vwap_units"),
-        "trade_count",
-        "first_trade_id",
-        "last_trade_id",
-        "last_trade_time",
-    )
-
-
-def exact_quotient_half_even(numerator: Column, denominator: Column) -> Column:
-    """round_half_even(N / D) for positive integer decimals N, D, computed without any rounding.
-
-    Spark's N / D is rounded to 6 places, so its floor is the true floor or one above it (never
-    below: rounding a value >= f to 6 places cannot go under the integer f). The remainder
-    r = N - q*D corrects that, then one half-to-even step on r against D - r gives the result.
-    """
-    guess = F.floor(numerator / denominator)
-    remainder = numerator - guess * denominator
-    quotient = F.when(remainder < 0, guess - 1).otherwise(guess)
-    rest = F.when(remainder < 0, remainder + denominator).otherwise(remainder)
-    other = denominator - rest
-    round_up = (rest > other) | ((rest == other) & (quotient % 2 == 1))
-    return (quotient + F.when(round_up, 1).otherwise(0)).cast("decimal(38,0)")
-
-
-def format_units(units: Column, scale: int) -> Column:
-    """An exact non-negative integer count of 10^-scale as a plain decimal string with `scale` places."""
-    plain = units.cast("decimal(38,0)").cast("string")
-    # lpad also truncates a longer string, so pad only the short ones.
-    digits = F.when(F.length(plain) > scale, plain).otherwise(F.lpad(plain, scale + 1, "0"))
-    cut = F.length(digits) - scale
-    return F.concat(
-        F.substring(digits, F.lit(1), cut), F.lit("."), F.substring(digits, cut + 1, F.lit(scale))
-    )
-
-
-def window_records(windows: DataFrame, *, is_final: bool) -> DataFrame:
-    """Aggregated windows -> Kafka (key, value) rows; value is exactly `WindowStats.to_json()`'s layout."""
-    prices = {
-        name: format_units(F.col(f"{name}_units"), UNIT_SCALE) for name in ("open", "high", "low", "close")
-    }
-    payload = F.struct(
-        F.col("symbol"),
-        F.col("window_start"),
-        F.col("window_end"),
-        prices["open"].alias("open"),
-        prices["high"].alias("high"),
-        prices["low"].alias("low"),
-        prices["close"].alias("close"),
-        format_units(F.col("vwap_units"), UNIT_SCALE).alias("vwap"),
-        format_units(F.col("base_units"), UNIT_SCALE).alias("base_volume"),
-        format_units(F.col("notional_units"), NOTIONAL_SCALE).alias("quote_volume"),
-        F.col("trade_count"),
-        F.col("first_trade_id"),
-        F.col("last_trade_id"),
-        F.col("last_trade_time"),
-        F.lit(is_final).alias("is_final"),
-    )
-    key = F.concat(F.col("symbol"), F.lit("|"), F.col("window_start").cast("string"))
-    return windows.select(key.alias("key"), F.to_json(payload).alias("value"))

@@ -1,8 +1,8 @@
 """Replay throughput: N trades already in a raw topic, the job started on a fresh checkpoint from the
-earliest offset, timed until each of its three queries has consumed every offset.
+earliest offset, timed until its query has consumed every offset.
 
 trades/s = N / (end of the last micro-batch with input - start of the first one), from the job's own
-progress reports on the metrics topic (batch start time + batch duration), over all three queries:
+progress reports on the metrics topic (batch start time + batch duration):
 the JVM's start-up is left out (reported separately as wall time from process start).
 """
 
@@ -18,10 +18,10 @@ from typing import Any
 from app.common.schema import SparkMetric, now_ms
 from app.core.windows import WINDOW_MS, window_start
 from app.localkafka.broker import LocalBroker
-from app.processing.job import QUERY_NAMES
+from app.processing.job import QUERY_NAME
 from app.producer.trades import trade_from_binance
 from tests.bench import stats, topics
-from tests.bench.sizes import REPLAY_STATE_STORE, REPLAY_VARIANTS
+from tests.bench.sizes import REPLAY_VARIANTS
 from tests.bench.stack import default_settings_env, settings_used, start_spark
 from tests.bench.trades import replay_windows
 from tests.support.pipeline import expected_windows, pipeline_env, wait_for
@@ -69,11 +69,7 @@ def prepare(broker: LocalBroker, work: Path, count: int) -> ReplayData:
 
 
 def consumed(progress: list[SparkMetric], total: int) -> bool:
-    rows = {name: 0 for name in QUERY_NAMES}
-    for metric in progress:
-        if metric.query in rows:
-            rows[metric.query] += metric.num_input_rows
-    return all(n >= total for n in rows.values())
+    return sum(m.num_input_rows for m in progress if m.query == QUERY_NAME) >= total
 
 
 def busy_span_ms(progress: list[SparkMetric]) -> tuple[int, int] | None:
@@ -90,15 +86,14 @@ def run_variant(broker: LocalBroker, work: Path, data: ReplayData, variant: str)
     env = pipeline_env(bootstrap, work / "checkpoints", SYMBOLS) | default_settings_env()
     env |= {"TELEMETRY_RAW_TOPIC": data.raw_topic, "TELEMETRY_STARTING_OFFSETS": "earliest"}
     env |= REPLAY_VARIANTS[variant]
-    store = REPLAY_STATE_STORE.get(variant, "hdfs")
     started = time.monotonic()
-    spark = start_spark(env, work / "processing.log", "--state-store", store)
+    spark = start_spark(env, work / "processing.log")
     try:
         # Generous: 2,000 trades/s at least, whatever the machine.
         wait_for(
             lambda: consumed(topics.spark_metrics(bootstrap, env["TELEMETRY_METRICS_TOPIC"]), data.trades),
             120 + data.trades / 2_000,
-            "every offset consumed by the three queries",
+            "every offset consumed by the query",
             [spark],
         )
         wall_s = time.monotonic() - started
@@ -114,11 +109,10 @@ def run_variant(broker: LocalBroker, work: Path, data: ReplayData, variant: str)
     span = busy_span_ms(progress)
     seconds = (span[1] - span[0]) / 1000 if span else None
     _, finals = topics.aggregates(bootstrap, env["TELEMETRY_AGGREGATES_TOPIC"])
-    batches = {q: sum(1 for m in progress if m.query == q and m.num_input_rows) for q in QUERY_NAMES}
+    batches = sum(1 for m in progress if m.num_input_rows)
     longest = max((m.batch_duration_ms or 0 for m in progress), default=0)
     return {
         "variant": variant,
-        "state_store": store,
         "settings": settings_used(env),
         "trades": data.trades,
         "busy_seconds": seconds,

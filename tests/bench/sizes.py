@@ -35,7 +35,7 @@ SIZES = {
         burst_s=10,
         compare_latency=True,
         replay_trades=1_000_000,
-        replay_variants=("default", "shuffle_200", "trigger_5s", "rocksdb", "max_offsets_100k"),
+        replay_variants=("default", "shuffle_200", "trigger_5s", "max_offsets_100k"),
         catch_up_backlog=300_000,
         catch_up_budgets=(6000, 3000),
         dashboard_reruns=20,
@@ -61,10 +61,8 @@ REPLAY_VARIANTS: dict[str, dict[str, str]] = {
     "default": {},
     "shuffle_200": {"TELEMETRY_SHUFFLE_PARTITIONS": "200"},
     "trigger_5s": {"TELEMETRY_TRIGGER_INTERVAL": "5 seconds"},
-    "rocksdb": {},  # the state store is not a setting: tests/bench/spark_job.py --state-store rocksdb
     "max_offsets_100k": {"TELEMETRY_MAX_OFFSETS_PER_TRIGGER": "100000"},
 }
-REPLAY_STATE_STORE = {"rocksdb": "rocksdb"}
 
 # The settings the latency defaults replaced (a 1 s trigger and a 1 s poll), measured beside them.
 SLOWER_LATENCY = {"TELEMETRY_TRIGGER_INTERVAL": "1 second", "TELEMETRY_POLL_INTERVAL_S": "1.0"}

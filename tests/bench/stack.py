@@ -41,9 +41,8 @@ def settings_used(env: dict[str, str]) -> dict[str, str]:
 
 
 def start_spark(env: dict[str, str], log: Path, *args: str, timeout_s: float = 300) -> Process:
-    """The streaming job (tests.bench.spark_job = app.processing plus a state store choice), waited
-    for until its queries run."""
-    spark = Process("tests.bench.spark_job", env, log, *args)
+    """The streaming job (`python -m app.processing`), waited for until its query runs."""
+    spark = Process("app.processing", env, log, *args)
     try:
         wait_for(lambda: SPARK_STARTED in spark.log_text(), timeout_s, "the Spark queries", [spark])
     except BaseException:

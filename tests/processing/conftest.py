@@ -21,7 +21,7 @@ from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 from kafka.consumer.fetcher import ConsumerRecord
 from pyspark.sql import SparkSession
 
-from app.common.schema import SparkMetric, WindowStats, metric_from_json, window_key
+from app.common.schema import SparkLedger, SparkMetric, WindowStats, metric_from_json, window_key
 from app.common.settings import ENV_PREFIX, Settings
 from app.core.windows import WINDOW_MS, window_start
 from app.processing.job import start_job
@@ -47,6 +47,7 @@ def job_settings(bootstrap: str, checkpoint_dir: Path, prefix: str) -> Settings:
         raw_topic=unique_topic(f"{prefix}_raw"),
         aggregates_topic=unique_topic(f"{prefix}_agg"),
         dead_letter_topic=unique_topic(f"{prefix}_dlq"),
+        late_trades_topic=unique_topic(f"{prefix}_late"),
         metrics_topic=unique_topic(f"{prefix}_metrics"),
         checkpoint_dir=str(checkpoint_dir),
         watermark_delay=dataset.WATERMARK,
@@ -64,6 +65,7 @@ def job_environment(settings: Settings) -> dict[str, str]:
         "raw_topic",
         "aggregates_topic",
         "dead_letter_topic",
+        "late_trades_topic",
         "metrics_topic",
         "checkpoint_dir",
         "watermark_delay",
@@ -82,6 +84,7 @@ def prepare_topics(settings: Settings, records: list[dataset.Record]) -> None:
         settings.raw_topic,
         settings.aggregates_topic,
         settings.dead_letter_topic,
+        settings.late_trades_topic,
         settings.metrics_topic,
     ]
     # The trades are dated 2026-01-01 and carry that as their Kafka timestamp: under the broker's
@@ -136,11 +139,18 @@ def output_complete(settings: Settings, records: list[dataset.Record]) -> bool:
     return expected_final_keys(records) <= finals.keys() and len(dead) >= len(dataset.BAD_RECORDS)
 
 
-def spark_metrics(bootstrap: str, topic: str) -> list[SparkMetric]:
+def spark_metrics(bootstrap: str, topic: str) -> tuple[list[SparkMetric], list[SparkLedger]]:
     """The metrics topic, decoded by its contract; the job is its only writer here."""
     metrics = [metric_from_json(r.key, r.value) for r in read_all(bootstrap, topic)]
-    assert all(isinstance(m, SparkMetric) for m in metrics), metrics
-    return [m for m in metrics if isinstance(m, SparkMetric)]
+    assert all(isinstance(m, SparkMetric | SparkLedger) for m in metrics), metrics
+    return [m for m in metrics if isinstance(m, SparkMetric)], [
+        m for m in metrics if isinstance(m, SparkLedger)
+    ]
+
+
+def last_ledgers(ledgers: list[SparkLedger]) -> dict[str, SparkLedger]:
+    """Each symbol's latest ledger (they are cumulative, and written in order per symbol)."""
+    return {ledger.symbol: ledger for ledger in ledgers}
 
 
 @dataclass
@@ -149,7 +159,9 @@ class JobRun:
     records: list[dataset.Record]
     aggregates: list[ConsumerRecord]
     dead_letters: list[ConsumerRecord]
+    late: list[ConsumerRecord]
     metrics: list[SparkMetric]
+    ledgers: dict[str, SparkLedger]
     latencies_ms: list[int] = field(default_factory=list)
     seconds_to_complete: float = 0.0
 
@@ -210,12 +222,15 @@ def job_run(spark: SparkSession, kafka_broker: Any, tmp_path_factory: pytest.Tem
     finally:
         job.stop()
     bootstrap = settings.kafka_bootstrap_servers
+    metrics, ledgers = spark_metrics(bootstrap, settings.metrics_topic)
     return JobRun(
         settings=settings,
         records=records,
         aggregates=read_all(bootstrap, settings.aggregates_topic),
         dead_letters=read_all(bootstrap, settings.dead_letter_topic),
-        metrics=spark_metrics(bootstrap, settings.metrics_topic),
+        late=read_all(bootstrap, settings.late_trades_topic),
+        metrics=metrics,
+        ledgers=last_ledgers(ledgers),
         latencies_ms=latencies,
         seconds_to_complete=elapsed,
     )

@@ -10,10 +10,10 @@ import statistics
 from decimal import Decimal
 from fractions import Fraction
 
-from app.common.schema import DeadLetter, Trade, WindowStats
-from app.core.windows import aggregate_all
+from app.common.schema import DeadLetter, LateTrade, Trade, WindowStats
+from app.core.windows import aggregate_all, window_start
 from tests.processing import dataset
-from tests.processing.conftest import PROBE_SYMBOL, JobRun, expected_final_keys, windows_by_finality
+from tests.processing.conftest import PROBE_SYMBOL, PROBES, JobRun, expected_final_keys, windows_by_finality
 
 log = logging.getLogger(__name__)
 
@@ -112,17 +112,39 @@ def test_every_bad_record_is_dead_lettered_with_its_reason(job_run: JobRun) -> N
         assert all(r.key == b"bad" for r in job_run.dead_letters)
 
 
-def test_late_trades_are_dropped_and_counted(job_run: JobRun) -> None:
-    late = sum(1 for r in job_run.records if r.late)
-    for query in ("live", "final"):
-        metrics = [m for m in job_run.metrics if m.query == query]
-        assert sum(m.late_rows_dropped for m in metrics) == late
-        assert max(m.watermark or 0 for m in metrics) >= dataset.FINAL_WATERMARK
-    assert {m.query for m in job_run.metrics} == {"live", "final", "dead_letters"}
+def test_late_trades_reach_the_late_topic_one_by_one(job_run: JobRun) -> None:
+    sent_late = {r.trade.trade_id: r for r in job_run.records if r.late and r.trade is not None}
+    late = [LateTrade.from_json(r.value) for r in job_run.late]
+    assert sorted(t.trade_id for t in late) == sorted(sent_late)
+    for trade in late:
+        sent = sent_late[trade.trade_id]
+        assert sent.value is not None and trade.value == sent.value.decode()
+        assert trade.window_end <= trade.watermark
+        assert trade.window_start == window_start(sent.trade.trade_time) if sent.trade else False
+    ledgers = job_run.ledgers
+    assert sum(ledger.late for ledger in ledgers.values()) == len(sent_late)
+    assert max(m.watermark or 0 for m in job_run.metrics) >= dataset.FINAL_WATERMARK
+    assert {m.query for m in job_run.metrics} == {"ledger"}
+
+
+def test_every_record_is_accounted_for_once(job_run: JobRun) -> None:
+    ledgers = job_run.ledgers.values()
+    finals, _ = windows_by_finality(job_run.aggregates)
+    final_trades = sum(WindowStats.from_json(v[0]).trade_count for v in finals.values())
+    open_trades = sum(ledger.open_trades for ledger in ledgers)
+    assert sum(ledger.records for ledger in ledgers) == len(job_run.records) + PROBES
+    assert sum(ledger.final_trades for ledger in ledgers) == final_trades
+    assert len(job_run.records) + PROBES == (
+        final_trades
+        + open_trades
+        + len(job_run.late)
+        + len(job_run.dead_letters)
+        + sum(ledger.duplicates for ledger in ledgers)
+    )
 
 
 def test_reports_latency_and_batch_duration(job_run: JobRun) -> None:
-    durations = [m.batch_duration_ms for m in job_run.metrics if m.query == "live" and m.num_input_rows]
+    durations = [m.batch_duration_ms for m in job_run.metrics if m.num_input_rows]
     log.warning(
         "uninterrupted run: %.1f s to all final windows; ingest->live latency ms %s (median %s); "
         "live batch duration ms median %s max %s",

@@ -19,7 +19,7 @@ from app.common.schema import (
     Rule,
     Trade,
 )
-from app.processing import transform
+from app.processing import processor, transform
 from tests.common.test_schema import GOOD
 
 _ABSENT = object()
@@ -153,9 +153,11 @@ def spark_rows(spark: SparkSession) -> tuple[dict[int, str | None], dict[int, by
     )
     parsed = transform.parse_trades(frame).cache()
     reasons = {r.offset: r.reason for r in parsed.select("offset", "reason").collect()}
-    _, invalid = transform.split_valid(parsed)
-    letters = transform.dead_letter_records(invalid).collect()
-    by_offset = {json.loads(r.value)["offset"]: r.value.encode() for r in letters}
+    # The dead letters as the job's stateful step writes them, from the rows it is handed.
+    records = processor.records_of(iter([transform.ledger_input(parsed, "0 seconds").toPandas()]))
+    by_offset = {
+        r.offset: processor.dead_letter("raw", r, r.reason).to_json() for r in records if r.reason is not None
+    }
     return reasons, by_offset
 
 
