@@ -53,6 +53,11 @@ CASES = [
          "gaps_backfilled, /historicalTrades"),
     Case("bad_records", "bad records written straight into the raw topic",
          "each one on the dead-letter topic"),
+    Case("duplicates_sigkill",
+         "raw records written again as they were, then SIGKILL of the Spark job, then more copies",
+         "the job's duplicates count (or late, for a copy of a closed window), batches continue"),
+    Case("late_burst", "a burst of trades behind the watermark written into the raw topic",
+         "each one on the late-trades topic"),
 ]  # fmt: skip
 
 CASE_NAMES = [case.name for case in CASES]

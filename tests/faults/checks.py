@@ -9,7 +9,8 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
 
-from app.common.schema import DeadLetter, ProducerMetric, WindowStats
+from app.common.schema import DeadLetter, LateTrade, ProducerMetric, WindowStats
+from app.processing.job import QUERY_NAME
 
 # The fields the exact reference (tests.support.pipeline.expected_windows) computes.
 WINDOW_FIELDS = (
@@ -176,7 +177,10 @@ class Evidence:
     spark_snapshots: int = 0
     spark_batches_before: dict[str, int] = field(default_factory=dict)  # last batch id before the fault
     spark_batches_after: dict[str, int] = field(default_factory=dict)  # first batch id after it
-    late_rows_dropped: int = 0  # Spark's own count (a lower bound, see app/processing/metrics.py)
+    late_trades: int = 0  # distinct records on the late-trades topic
+    duplicates: int = 0  # the job's count of repeated deliveries dropped (SparkLedger)
+    injected_copies: int = 0  # raw records the case wrote again as they were (duplicates case)
+    injected_late: int = 0  # trades the case wrote behind the watermark (late_burst case)
     late_risk: int = 0  # trades published behind the watermark another symbol had moved (late_risk)
     restarts: dict[str, int] = field(default_factory=dict)
     log_events: dict[str, int] = field(default_factory=dict)  # producer log `event=` counts
@@ -206,10 +210,9 @@ def _figures(**values: object) -> str:
 
 
 def _batches_continue(e: Evidence) -> bool:
-    queries = ("live", "final", "dead_letters")
-    return all(
-        q in e.spark_batches_after and e.spark_batches_after[q] > e.spark_batches_before.get(q, -1)
-        for q in queries
+    query = QUERY_NAME
+    return query in e.spark_batches_after and e.spark_batches_after[query] > e.spark_batches_before.get(
+        query, -1
     )
 
 
@@ -255,7 +258,52 @@ def event_counted(case: str, e: Evidence) -> tuple[bool, str]:
         return ok, _figures(gaps_backfilled=counters.gaps_backfilled, historical=e.historical_requests)
     if case == "bad_records":
         return e.dead_letters >= 1, f"dead_letters={e.dead_letters}"
+    if case == "duplicates_sigkill":
+        # A copy whose window closed before it was read is late, not a duplicate: either way once.
+        ok = (
+            e.restarts.get("spark", 0) >= 1
+            and _batches_continue(e)
+            and e.duplicates >= 1
+            and e.duplicates + e.late_trades == e.injected_copies
+        )
+        return ok, _figures(
+            copies=e.injected_copies,
+            duplicates=e.duplicates,
+            late=e.late_trades,
+            restarts=e.restarts.get("spark", 0),
+        )
+    if case == "late_burst":
+        ok = e.injected_late >= 1 and e.late_trades == e.injected_late
+        return ok, _figures(sent_late=e.injected_late, late_topic=e.late_trades)
     raise ValueError(f"unknown case {case!r}")
+
+
+@dataclass(frozen=True)
+class Conservation:
+    """Where the raw topic's records went. Each must be in exactly one place: a final window, a
+    window still open (the closers'), the late-trades topic, the dead-letter topic, or the job's
+    duplicates count. Topics are counted by distinct raw (partition, offset): after a crash the
+    Kafka sink may write a batch's records twice."""
+
+    raw: int
+    final_trades: int
+    open_trades: int
+    late: int
+    dead_letters: int
+    duplicates: int
+    job_records: int  # what the job says it read (SparkLedger.records summed over symbols)
+
+    @property
+    def accounted(self) -> int:
+        return self.final_trades + self.open_trades + self.late + self.dead_letters + self.duplicates
+
+    @property
+    def holds(self) -> bool:
+        return self.raw == self.accounted == self.job_records
+
+
+def distinct_offsets(records: Iterable[DeadLetter | LateTrade]) -> int:
+    return len({(record.partition, record.offset) for record in records})
 
 
 @dataclass
@@ -273,13 +321,16 @@ def verdict(
     counted: bool,
     process_state: str,
     evidence: Evidence,
+    conservation: Conservation,
 ) -> Verdict:
     """Every correctness property of one case; `vs_baseline` None when there is no baseline."""
     failures = []
     if ids.lost:
         failures.append(f"{ids.lost} trades lost")
-    if ids.duplicated:
-        failures.append(f"{ids.duplicated} trades duplicated")
+    if ids.duplicated != evidence.injected_copies:
+        failures.append(f"{ids.duplicated} trades duplicated ({evidence.injected_copies} written on purpose)")
+    if not conservation.holds:
+        failures.append(f"records not conserved: {conservation}")
     if ids.unexpected:
         failures.append(f"{ids.unexpected} trades in the raw topic that were never served")
     if finals.conflicts:

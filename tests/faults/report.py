@@ -29,11 +29,19 @@ def judge(obs: Observation, baseline: Observation | None) -> Row:
     case_windows = obs.finals.windows if obs.finals else None
     vs_baseline = checks.baseline_differences(case_windows, base_windows)
     counted, detail = checks.event_counted(obs.case, obs.evidence)
-    if obs.ids is None or obs.finals is None or obs.letters is None:
+    if obs.ids is None or obs.finals is None or obs.letters is None or obs.conservation is None:
         failures = [obs.error or "no observation"]
         return Row(obs, vs_baseline, counted, detail, checks.Verdict(False, failures))
     verdict = checks.verdict(
-        obs.ids, obs.finals, vs_baseline, obs.vs_exact, obs.letters, counted, obs.process_state, obs.evidence
+        obs.ids,
+        obs.finals,
+        vs_baseline,
+        obs.vs_exact,
+        obs.letters,
+        counted,
+        obs.process_state,
+        obs.evidence,
+        obs.conservation,
     )
     if obs.error:
         verdict = checks.Verdict(False, [obs.error, *verdict.failures])
@@ -44,7 +52,7 @@ def _yes(value: bool | None) -> str:
     return "-" if value is None else ("yes" if value else "NO")
 
 
-HEADER = ("case", "lost", "dup", "agg==base", "exact", "counted", "process", "s", "result")
+HEADER = ("case", "lost", "dup", "agg==base", "exact", "conserved", "counted", "process", "s", "result")
 
 
 def table(rows: Sequence[Row]) -> str:
@@ -58,6 +66,7 @@ def table(rows: Sequence[Row]) -> str:
                 str(o.ids.duplicated) if o.ids else "?",
                 _yes(None if row.vs_baseline is None else not row.vs_baseline),
                 _yes(None if o.finals is None else not o.vs_exact),
+                _yes(None if o.conservation is None else o.conservation.holds),
                 _yes(row.counted),
                 o.process_state,
                 f"{o.seconds:.0f}",
@@ -111,6 +120,7 @@ def document(rows: Sequence[Row], size: Any, seconds: float, machine_info: dict[
                 "exact": None if o.finals is None else not o.vs_exact,
                 "exact_differences": o.vs_exact[:20],
                 "dead_letters": dataclasses.asdict(o.letters) if o.letters else None,
+                "conservation": dataclasses.asdict(o.conservation) if o.conservation else None,
                 "event_counted": row.counted,
                 "event_detail": row.counted_detail,
                 "evidence": dataclasses.asdict(o.evidence),

@@ -16,14 +16,17 @@ from collections import Counter
 from collections.abc import Callable
 from contextlib import ExitStack
 from dataclasses import asdict, dataclass, field
+from decimal import Decimal
 from pathlib import Path
 from typing import Any, cast
 
 from app.common.schema import (
     DeadLetter,
+    LateTrade,
     Metric,
     ProducerMetric,
     RecordError,
+    SparkLedger,
     SparkMetric,
     Trade,
     WindowStats,
@@ -49,6 +52,10 @@ HTTP_TIMEOUT_S = 2.0
 SYNC_S = 1.0  # the feeder waits this long at most for a poll of every symbol after each chunk
 RETRY_AFTER_S = 2
 SETTLE_S = 2.0  # after the last window: anything extra (a duplicate) would show up by then
+TRIGGER_S = 0.5  # the pipeline's trigger interval (tests.support.pipeline.pipeline_env)
+DUPLICATE_COPIES = 25  # raw records written again at each of the duplicates case's three moments
+LATE_BURST = 40
+LATE_SYMBOL = "LATEUSDT"  # served by nobody, so the id checks of the served symbols do not see it
 
 
 class CaseError(RuntimeError):
@@ -76,6 +83,7 @@ class Observation:
     finals: checks.FinalWindows | None = None
     vs_exact: list[str] = field(default_factory=list)
     letters: checks.DeadLetterReport | None = None
+    conservation: checks.Conservation | None = None
     evidence: checks.Evidence = field(default_factory=checks.Evidence)
     process_state: str = "not started"
     error: str | None = None
@@ -118,6 +126,8 @@ class CaseRun:
         self.bad_values: list[bytes | None] = []
         self.fault_error: str | None = None
         self.fault_thread: threading.Thread | None = None
+        self.injected_copies = 0
+        self.injected_late = 0
 
     # -- the run ----------------------------------------------------------------------------
 
@@ -317,6 +327,57 @@ class CaseRun:
         exchange = self.exchange
         wait_for(lambda: exchange.pending_faults() == 0, 60, "the faults to be served", interval_s=0.5)
 
+    def _copy_newest_raw(self, count: int) -> None:
+        """Write the raw topic's newest `count` trades again, byte for byte (a second delivery)."""
+        assert self.settings is not None
+        s = self.settings
+        rows = read_all(s.kafka_bootstrap_servers, s.raw_topic, timeout_s=30)[-count:]
+        write_raw(s.kafka_bootstrap_servers, s.raw_topic, [(r.key, r.value, r.timestamp) for r in rows])
+        self.injected_copies += len(rows)
+
+    def _fault_duplicates(self) -> None:
+        assert self.spark is not None and self.settings is not None
+        s = self.settings
+        wait_for(lambda: _quiet_end_offsets(s.kafka_bootstrap_servers, s.aggregates_topic) >= 1,
+                 self.size.startup_timeout_s, "the first live windows", interval_s=0.5)  # fmt: skip
+        self._copy_newest_raw(DUPLICATE_COPIES)
+        time.sleep(2 * TRIGGER_S)  # read by the job before the kill
+        self.spark.kill()
+        self.fault_ms = int(time.time() * 1000)
+        self._copy_newest_raw(DUPLICATE_COPIES)  # of trades the killed job had read
+        self.injected.set()
+        wait_for(lambda: self._spark_starts() >= 2, self.size.startup_timeout_s, "the restarted Spark job")
+        self._copy_newest_raw(DUPLICATE_COPIES)
+
+    def _fault_late(self) -> None:
+        """Trades of a symbol nobody serves, dated in the data set's first window: by now final."""
+        assert self.settings is not None
+        first_ms = self.shared.dataset.first_window_ms
+        trades = [
+            Trade(
+                trade_id=i,
+                symbol=LATE_SYMBOL,
+                price=Decimal("100.5"),
+                qty=Decimal("0.25"),
+                quote_qty=Decimal("25.125"),
+                trade_time=first_ms + i,
+                is_buyer_maker=False,
+            )
+            for i in range(1, LATE_BURST + 1)
+        ]
+        s = self.settings
+        self.injected.set()  # the feed goes on: it is what moves the watermark past the window
+
+        def first_window_final() -> bool:
+            rows = read_all(s.kafka_bootstrap_servers, s.aggregates_topic, timeout_s=30)
+            return any(WindowStats.from_json(r.value).is_final for r in rows)
+
+        wait_for(first_window_final, self.size.settle_timeout_s, "a final window", interval_s=1.0)
+        items = [(LATE_SYMBOL.encode(), t.to_json(), None) for t in trades]
+        write_raw(s.kafka_bootstrap_servers, s.raw_topic, items)
+        self.injected_late = len(trades)
+        self.fault_ms = int(time.time() * 1000)
+
     def _fault_bad(self) -> None:
         assert self.settings is not None
         first_ms = self.shared.dataset.first_window_ms
@@ -356,7 +417,8 @@ class CaseRun:
         bootstrap = s.kafka_bootstrap_servers
         served = {symbol: self.exchange.trade_ids(symbol) for symbol in SYMBOLS}
         trades: list[Trade] = []
-        for record in read_all(bootstrap, s.raw_topic, timeout_s=60):
+        raw = read_all(bootstrap, s.raw_topic, timeout_s=60)
+        for record in raw:
             try:
                 trade = Trade.from_json(record.value)
             except RecordError:
@@ -372,7 +434,20 @@ class CaseRun:
         obs.letters = checks.dead_letters(letters, self.bad_values)
         reports = read_all(bootstrap, s.metrics_topic, timeout_s=60)
         metrics = [metric_from_json(r.key, r.value) for r in reports]
+        late = [LateTrade.from_json(r.value) for r in read_all(bootstrap, s.late_trades_topic, timeout_s=60)]
+        ledgers = {m.symbol: m for m in metrics if isinstance(m, SparkLedger)}.values()
+        obs.conservation = checks.Conservation(
+            raw=len(raw),
+            final_trades=sum(w["trade_count"] for w in obs.finals.windows.values()),
+            open_trades=sum(ledger.open_trades for ledger in ledgers),
+            late=checks.distinct_offsets(late),
+            dead_letters=checks.distinct_offsets(letters),
+            duplicates=sum(ledger.duplicates for ledger in ledgers),
+            job_records=sum(ledger.records for ledger in ledgers),
+        )
         obs.evidence = self._evidence([m for m in metrics if m is not None], len(letters))
+        obs.evidence.late_trades = obs.conservation.late
+        obs.evidence.duplicates = obs.conservation.duplicates
         obs.evidence.late_risk = checks.late_risk((t.trade_time, t.ingest_time) for t in trades)
         (self.logs / "observation.json").write_text(
             json.dumps(
@@ -392,7 +467,8 @@ class CaseRun:
             producer=checks.max_counters(producer),
             producer_snapshots=len(producer),
             spark_snapshots=len(spark),
-            late_rows_dropped=sum(m.late_rows_dropped for m in spark),
+            injected_copies=self.injected_copies,
+            injected_late=self.injected_late,
             restarts={"producer": self.producer.restarts, "spark": self.spark.restarts},
             log_events=dict(Counter(re.findall(r"event=(\w+)", self.producer.log_text()))),
             historical_requests=len(self.exchange.requests(HISTORICAL_TRADES_PATH)),

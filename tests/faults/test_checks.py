@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from decimal import Decimal
 
 from app.common.schema import DeadLetter, ProducerMetric, WindowStats, metric_from_json
@@ -124,3 +125,23 @@ def test_late_risk_counts_trades_published_behind_another_symbols_watermark() ->
     behind = [(30_000, 2_000), (150_000, 2_000), (185_000, 2_000)]
     assert checks.late_risk(ahead + behind) == 2  # windows ending at 60 s and 180 s; not 240 s
     assert checks.late_risk([(30_000, 0), (200_000, 500), (31_000, 1_000)]) == 0  # within the margin
+
+
+def test_conservation_holds_only_when_every_record_has_one_place() -> None:
+    whole = checks.Conservation(
+        raw=100, final_trades=80, open_trades=5, late=4, dead_letters=6, duplicates=5, job_records=100
+    )
+    assert whole.holds
+    assert not dataclasses.replace(whole, duplicates=4).holds  # one record gone silently
+    assert not dataclasses.replace(whole, final_trades=81).holds  # one counted twice
+    assert not dataclasses.replace(whole, job_records=99).holds  # the job read fewer than the topic holds
+
+
+def test_repeated_deliveries_and_late_trades_counted_exactly() -> None:
+    e = checks.Evidence(injected_copies=75, duplicates=70, late_trades=5, restarts={"spark": 1})
+    e.spark_batches_before, e.spark_batches_after = {"ledger": 9}, {"ledger": 10}
+    assert checks.event_counted("duplicates_sigkill", e)[0]
+    assert not checks.event_counted("duplicates_sigkill", dataclasses.replace(e, duplicates=69))[0]
+    late = checks.Evidence(injected_late=40, late_trades=40)
+    assert checks.event_counted("late_burst", late)[0]
+    assert not checks.event_counted("late_burst", dataclasses.replace(late, late_trades=39))[0]

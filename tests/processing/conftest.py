@@ -93,8 +93,9 @@ def prepare_topics(settings: Settings, records: list[dataset.Record]) -> None:
     write_records(settings.kafka_bootstrap_servers, settings.raw_topic, records)
 
 
-def write_records(bootstrap: str, topic: str, records: list[dataset.Record]) -> None:
-    """Write in order (one in flight, retried: a fresh topic's leader may not be known yet)."""
+def write_records(bootstrap: str, topic: str, records: list[dataset.Record], already: int = 0) -> None:
+    """Write in order (one in flight, retried: a fresh topic's leader may not be known yet) after
+    the `already` records the topic holds."""
     producer = KafkaProducer(
         bootstrap_servers=bootstrap, acks="all", retries=10, max_in_flight_requests_per_connection=1
     )
@@ -109,7 +110,7 @@ def write_records(bootstrap: str, topic: str, records: list[dataset.Record]) -> 
         end = consumer.end_offsets([TopicPartition(topic, 0)])[TopicPartition(topic, 0)]
     finally:
         consumer.close()
-    assert end == len(records), f"wrote {end} of {len(records)} records to {topic}"
+    assert end == already + len(records), f"{topic} ends at {end}, not {already} + {len(records)}"
 
 
 def expected_final_keys(records: list[dataset.Record]) -> set[str]:

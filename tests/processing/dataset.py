@@ -8,19 +8,18 @@ Records in offset order:
   A  on-time trades in minutes 0-2 of several symbols, reordered by up to 8 s (inside the 10 s
      watermark), with rounding ties and 8-place prices; bad records interleaved
   B  one BTC trade at minute 4:30, the last record of its batch: the watermark becomes 4:20
-  C  one batch of on-time ETH trades at 4:21-4:59. Spark (>= 3.4) drops late rows against the
-     previous batch's watermark (the eviction watermark runs one batch ahead), so late trades
-     must come two batches after B to meet the 4:20 threshold.
-  D  late trades in windows that ended before 4:20 (one per symbol and window, so Spark's
-     per-row count is exact), then one BTC trade at 6:30: the watermark becomes 6:20 and minute 4
-     closes, minute 6 stays open
+  C  one batch of on-time ETH trades at 4:21-4:59, so the late trades come at least one batch
+     after B has moved the watermark
+  D  late trades in windows that ended before 4:20, (with `repeats`) second deliveries of B and C
+     trades, then one BTC trade at 6:30: the watermark becomes 6:20 and minute 4 closes, minute 6
+     stays open
 """
 
 from __future__ import annotations
 
 import json
 import random
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from decimal import Decimal
 
 from app.common.schema import Trade
@@ -39,7 +38,8 @@ class Record:
     value: bytes | None
     timestamp_ms: int
     trade: Trade | None = None  # set for valid trades
-    late: bool = False  # a valid trade the watermark must drop
+    late: bool = False  # a valid trade whose window is final when it is read
+    repeat: str | None = None  # "duplicate" (same content) or "conflict" (other content) of a trade id
 
 
 def _trade(symbol: str, trade_id: int, at_ms: int, price: str, qty: str) -> Trade:
@@ -106,7 +106,15 @@ TIE_UP = ("TIEUPUSDT", "1.00000001", "1.00000002")  # 1.000000015 -> ...02 (odd 
 TIE_DOWN = ("TIEDNUSDT", "1.00000002", "1.00000003")  # 1.000000025 -> ...02 (even below: stays)
 
 
-def build() -> list[Record]:
+def _repeat(trade: Trade, *, conflict: bool = False) -> Record:
+    if conflict:
+        trade = replace(trade, price=trade.price + 1)
+    return replace(_record(trade), repeat="conflict" if conflict else "duplicate")
+
+
+def build(*, repeats: bool = False) -> list[Record]:
+    """The data set; with `repeats`, second deliveries of trade ids too: in A (read before the
+    restart test's kill) and in D (read after it, of trades read before it)."""
     rng = random.Random(20261124)
     next_id = iter(range(1_000, 100_000))
     on_time: list[Trade] = []
@@ -130,6 +138,10 @@ def build() -> list[Record]:
     phase_a = [_record(t) for t in on_time]
     for i, (value, _reason) in enumerate(BAD_RECORDS):
         phase_a.insert(3 + i * 3, _raw(value))
+    if repeats:
+        phase_a.insert(8, _repeat(on_time[6]))  # the same micro-batch as the first delivery
+        phase_a.insert(40, _repeat(on_time[5]))  # a later one
+        phase_a.insert(45, _repeat(on_time[10], conflict=True))
     # Pad with on-time BTC trades in minute 2:55+ so that B ends a batch.
     while (len(phase_a) + 1) % BATCH:
         phase_a.append(
@@ -148,12 +160,26 @@ def build() -> list[Record]:
         _trade("BTCUSDT", next(next_id), T0 + 3 * MINUTE + 10 * SECOND, "60000", "1"),
     ]
     phase_d = [_record(t, late=True) for t in late]
+    if repeats:
+        phase_d += [
+            _repeat(phase_b[0].trade),
+            _repeat(phase_c[3].trade),
+            _repeat(phase_c[7].trade, conflict=True),
+        ]
     phase_d.append(_record(_trade("BTCUSDT", next(next_id), T0 + 6 * MINUTE + 30 * SECOND, "67020", "0.01")))
     return phase_a + phase_b + phase_c + phase_d
 
 
 def valid_trades(records: list[Record], *, include_late: bool = False) -> list[Trade]:
-    return [r.trade for r in records if r.trade is not None and (include_late or not r.late)]
+    """The trades that count: first deliveries only, late ones only if asked for."""
+    return [
+        r.trade for r in records if r.trade is not None and r.repeat is None and (include_late or not r.late)
+    ]
+
+
+def start_of_phase_d(records: list[Record]) -> int:
+    """The offset of the first late trade: the restart test writes the rest after its kill."""
+    return next(i for i, r in enumerate(records) if r.late)
 
 
 FINAL_WATERMARK = T0 + 6 * MINUTE + 20 * SECOND

@@ -9,8 +9,8 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Any
 
+from app.common.schema import DeadLetter, WindowStats
 from app.common.settings import Settings
 from app.localkafka.broker import LocalBroker
 from tests.processing import dataset
@@ -19,11 +19,13 @@ from tests.processing.conftest import (
     JobRun,
     job_environment,
     job_settings,
+    last_ledgers,
     output_complete,
     prepare_topics,
     spark_metrics,
     wait_until,
     windows_by_finality,
+    write_records,
 )
 from tests.support.kafka import read_all
 
@@ -49,30 +51,40 @@ def _kill_group(process: subprocess.Popen[bytes]) -> None:
     process.wait(timeout=30)
 
 
-def _dead_letters(settings: Settings) -> set[tuple[Any, ...]]:
-    letters = [
-        json.loads(r.value) for r in read_all(settings.kafka_bootstrap_servers, settings.dead_letter_topic)
+def _dead_letters(settings: Settings) -> list[DeadLetter]:
+    return [
+        DeadLetter.from_json(r.value)
+        for r in read_all(settings.kafka_bootstrap_servers, settings.dead_letter_topic)
     ]
-    return {(d["reason"], d["partition"], d["offset"], d["value"]) for d in letters}
 
 
-def test_sigkill_and_restart_give_the_uninterrupted_result(
+def _consumed(settings: Settings) -> int:
+    _, ledgers = spark_metrics(settings.kafka_bootstrap_servers, settings.metrics_topic)
+    return sum(ledger.records for ledger in last_ledgers(ledgers).values())
+
+
+def test_sigkill_and_restart_with_repeated_deliveries_give_the_uninterrupted_result(
     job_run: JobRun, kafka_broker: LocalBroker, tmp_path: Path
 ) -> None:
-    records = dataset.build()
+    """Repeats of trade ids before the kill, and after it of trades read before it: every final
+    window equals the uninterrupted run's (the exact, de-duplicated reference: tests/processing/
+    test_job.py), conflicts are dead letters, and every record is accounted for once."""
+    records = dataset.build(repeats=True)
+    split = dataset.start_of_phase_d(records)
     settings = job_settings(kafka_broker.bootstrap_servers, tmp_path / "checkpoints", "crash")
-    prepare_topics(settings, records)
+    prepare_topics(settings, records[:split])
     bootstrap = settings.kafka_bootstrap_servers
 
     first = _start(settings, tmp_path / "first.log")
     try:
-        wait_until(lambda: len(read_all(bootstrap, settings.aggregates_topic)) >= 10, 240, "first live rows")
+        wait_until(lambda: _consumed(settings) >= split, 240, "every record before the kill read")
         assert not output_complete(settings, records), "the job finished before it could be killed"
     finally:
         _kill_group(first)
     assert first.returncode == -signal.SIGKILL
     killed_at = int(time.time() * 1000)
-    before = spark_metrics(bootstrap, settings.metrics_topic)
+    before, _ = spark_metrics(bootstrap, settings.metrics_topic)
+    write_records(bootstrap, settings.raw_topic, records[split:], already=split)
 
     second = _start(settings, tmp_path / "second.log")
     try:
@@ -82,22 +94,43 @@ def test_sigkill_and_restart_give_the_uninterrupted_result(
         assert second.wait(timeout=60) == 0, (tmp_path / "second.log").read_text()[-3000:]
     finally:
         _kill_group(second)
+    log = (tmp_path / "second.log").read_text()
+    assert " ERROR " not in log, log[-3000:]
 
     finals, live = windows_by_finality(read_all(bootstrap, settings.aggregates_topic))
     want_finals, want_live = windows_by_finality(job_run.aggregates)
     want_live.pop(f"{PROBE_SYMBOL}|{dataset.T0 + 6 * dataset.MINUTE}")
     assert {k: set(v) for k, v in finals.items()} == {k: set(v) for k, v in want_finals.items()}
     assert live == want_live
-    assert _dead_letters(settings) == _dead_letters(job_run.settings)
 
-    # The restart resumed from its checkpoint: no query began again at batch 0. The two windowed
-    # queries always run again (the watermark moves); the dead-letter query only when records were
-    # left for it, which it may not have been if it read the whole topic before the kill.
-    after = spark_metrics(bootstrap, settings.metrics_topic)[len(before) :]
-    assert after and all(m.time >= killed_at - 1_000 for m in after)
-    ran_again = {m.query for m in after}
-    assert {"live", "final"} <= ran_again, ran_again
-    for query in ran_again:
-        done_before = max((m.batch_id for m in before if m.query == query), default=-1)
-        first_after = min(m.batch_id for m in after if m.query == query)
-        assert first_after > done_before >= 0, (query, done_before, first_after)
+    letters = _dead_letters(settings)
+    conflicts = [r for r in records if r.repeat == "conflict"]
+    assert sorted(d.reason for d in letters if d.reason.startswith("trade_id")) == sorted(
+        f"trade_id {r.trade.trade_id} delivered again with different content (the first delivery was kept)"
+        for r in conflicts
+        if r.trade is not None
+    )
+    offsets = {i: r for i, r in enumerate(records)}
+    assert {d.offset for d in letters} == {
+        i for i, r in offsets.items() if r.trade is None or r.repeat == "conflict"
+    }
+
+    metrics, ledgers = spark_metrics(bootstrap, settings.metrics_topic)
+    counts = last_ledgers(ledgers).values()
+    duplicates = sum(1 for r in records if r.repeat == "duplicate")
+    assert sum(c.duplicates for c in counts) == duplicates
+    assert sum(c.conflicts for c in counts) == len(conflicts)
+    late = read_all(bootstrap, settings.late_trades_topic)
+    assert len({(json.loads(r.value)["partition"], json.loads(r.value)["offset"]) for r in late}) == sum(
+        1 for r in records if r.late
+    )
+    final_trades = sum(WindowStats.from_json(v[0]).trade_count for v in finals.values())
+    open_trades = sum(c.open_trades for c in counts)
+    assert (
+        len(records) == final_trades + open_trades + sum(c.late for c in counts) + len(letters) + duplicates
+    )
+    assert sum(c.records for c in counts) == len(records)
+
+    # The restart resumed from its checkpoint: its batch ids continue after the kill's.
+    after = [m for m in metrics if m.time >= killed_at - 1_000]
+    assert after and min(m.batch_id for m in after) > max(m.batch_id for m in before) >= 0
