@@ -611,7 +611,6 @@ class SparkMetric:
     batch_id: int = 0
     time: int = 0  # ms since epoch, when the batch started
     num_input_rows: int = 0
-    late_rows_dropped: int = 0  # a lower bound on late trades
     watermark: int | None = None  # ms since epoch; None before the first event
     input_rows_per_second: float | None = None
     processed_rows_per_second: float | None = None

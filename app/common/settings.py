@@ -136,7 +136,7 @@ class KafkaSettings(_Group):
         "127.0.0.1:9092", help="Kafka brokers (host:port, comma-separated)", read_by=set(SERVICES)
     )
     raw_topic: str = setting(
-        "raw_crypto_trades", help="one message per trade, key = symbol", read_by={"producer", "processing"}
+        "raw_crypto_trades", help="one message per trade, key = symbol", read_by=set(SERVICES)
     )
     aggregates_topic: str = setting(
         "aggregated_crypto_stats",

@@ -1,13 +1,14 @@
-"""The dashboard's Kafka data layer: window upserts, pipeline metrics and the dead-letter count.
+"""The dashboard's Kafka data layer: window upserts, pipeline metrics, late trades and record counts.
 
-`WindowFeed` reads the aggregates and metrics topics with one kafka-python-ng consumer (no consumer
-group: every dashboard process keeps its own in-memory view) and answers questions about them:
+`WindowFeed` reads the aggregates, metrics and late-trades topics with one kafka-python-ng consumer
+(no consumer group: every dashboard process keeps its own in-memory view) and answers questions
+about them:
 
     feed = WindowFeed.from_settings(Settings.from_env())
     feed.poll()                      # one bounded step; or feed.start() for a background thread
     feed.wait_for(lambda f: bool(f.windows("BTCUSDT")), timeout_s=30)
     feed.windows("BTCUSDT")          # [WindowStats, ...] oldest first, within the history bound
-    feed.health()                    # late rows dropped, dead letters, producer counters
+    feed.health()                    # late trades, dead letters, records accounted, producer counters
     feed.status()                    # connected / unreachable / waiting for a topic, and why
 
 What happens to each record (the upsert rule, the history bound) and what the feed reports about
@@ -31,7 +32,16 @@ from typing import Any
 from kafka import KafkaConsumer, TopicPartition
 from kafka.errors import KafkaError, NoBrokersAvailable
 
-from app.common.schema import Metric, ProducerMetric, SparkMetric, WindowStats, metric_from_json, now_ms
+from app.common.schema import (
+    LateTrade,
+    Metric,
+    ProducerMetric,
+    SparkLedger,
+    SparkMetric,
+    WindowStats,
+    metric_from_json,
+    now_ms,
+)
 from app.common.settings import Settings
 from app.dashboard import state
 from app.dashboard.state import (
@@ -57,6 +67,8 @@ class WindowFeed:
         aggregates_topic: str,
         metrics_topic: str,
         dead_letter_topic: str,
+        late_trades_topic: str,
+        raw_topic: str,
         *,
         history_hours: float = 24.0,
         timeout_s: float = 3.0,
@@ -69,6 +81,8 @@ class WindowFeed:
         self.aggregates_topic = aggregates_topic
         self.metrics_topic = metrics_topic
         self.dead_letter_topic = dead_letter_topic
+        self.late_trades_topic = late_trades_topic
+        self.raw_topic = raw_topic
         self.history_ms = int(history_hours * HOUR_MS)
         self._timeout_ms = max(int(timeout_s * 1000), 1000)
         self._offsets_every_ms = int(offsets_every_s * 1000)
@@ -92,6 +106,9 @@ class WindowFeed:
         self._spark = SparkBatches()
         self._producer: ProducerMetric | None = None
         self._dead_letters: int | None = None
+        self._raw_records: int | None = None
+        self._late = state.LateTrades()
+        self._ledgers: dict[str, SparkLedger] = {}
         self._bad_records = 0
         self._status = state.CONNECTING
 
@@ -102,6 +119,8 @@ class WindowFeed:
             settings.aggregates_topic,
             settings.metrics_topic,
             settings.dead_letter_topic,
+            settings.late_trades_topic,
+            settings.raw_topic,
             history_hours=settings.dashboard_history_hours,
             **kwargs,
         )
@@ -129,6 +148,8 @@ class WindowFeed:
                 spark=self._spark.snapshot(),
                 producer=self._producer,
                 dead_letters=self._dead_letters,
+                late=self._late.snapshot(),
+                accounting=state.accounting(self._ledgers.values(), self._raw_records),
                 bad_records=self._bad_records,
             )
 
@@ -283,7 +304,7 @@ class WindowFeed:
         assert consumer is not None
         missing = []
         new: list[TopicPartition] = []
-        for topic in (self.aggregates_topic, self.metrics_topic):
+        for topic in self._read_topics:
             if topic in self._assigned:
                 continue
             partitions = consumer.partitions_for_topic(topic)
@@ -310,6 +331,10 @@ class WindowFeed:
         if self.aggregates_topic in missing:
             # Nothing to catch up with yet: the app may render its "no data" state.
             self._ready.set()
+
+    @property
+    def _read_topics(self) -> tuple[str, ...]:
+        return (self.aggregates_topic, self.metrics_topic, self.late_trades_topic)
 
     def _fetch(self, max_wait_s: float) -> int:
         consumer = self._consumer
@@ -341,25 +366,34 @@ class WindowFeed:
             self._unreachable(reason)
             return
         try:
-            if len(self._assigned) < 2:
+            if len(self._assigned) < len(self._read_topics):
                 self._assign()
-            partitions = consumer.partitions_for_topic(self.dead_letter_topic)
-            dead_letters = None
-            if partitions:
-                tps = [TopicPartition(self.dead_letter_topic, p) for p in sorted(partitions)]
-                begin = consumer.beginning_offsets(tps)
-                end = consumer.end_offsets(tps)
-                dead_letters = sum(end[tp] - begin[tp] for tp in tps)
+            dead_letters = self._records_in(self.dead_letter_topic)
+            raw_records = self._records_in(self.raw_topic)
         except KafkaError as exc:
             self._unreachable(str(exc) or type(exc).__name__)
             return
         with self._state_lock:
             self._dead_letters = dead_letters
+            self._raw_records = raw_records
             cutoff = state.history_cutoff_ms(self._clock_ms(), self.history_ms)
             self._spark.prune(cutoff)
+            self._late.prune(cutoff)
             state.prune(self._windows, cutoff)
-        if len(self._assigned) == 2:
+        if len(self._assigned) == len(self._read_topics):
             self._reached(FeedState.CONNECTED, "connected")
+
+    def _records_in(self, topic: str) -> int | None:
+        """The records a topic holds now (end - beginning offsets); None while it does not exist."""
+        consumer = self._consumer
+        assert consumer is not None
+        partitions = consumer.partitions_for_topic(topic)
+        if not partitions:
+            return None
+        tps = [TopicPartition(topic, p) for p in sorted(partitions)]
+        begin = consumer.beginning_offsets(tps)
+        end = consumer.end_offsets(tps)
+        return int(sum(end[tp] - begin[tp] for tp in tps))
 
     def _apply(self, records: Iterable[Any]) -> int:
         cutoff = state.history_cutoff_ms(self._clock_ms(), self.history_ms)
@@ -370,6 +404,8 @@ class WindowFeed:
                 try:
                     if record.topic == self.aggregates_topic:
                         state.upsert(self._windows, WindowStats.from_json(record.value), cutoff)
+                    elif record.topic == self.late_trades_topic:
+                        self._late.add(LateTrade.from_json(record.value), cutoff)
                     else:
                         self._metric(metric_from_json(record.key, record.value))
                 except (ValueError, KeyError, TypeError, InvalidOperation) as exc:
@@ -389,9 +425,10 @@ class WindowFeed:
                 query=metric.query,
                 batch_id=metric.batch_id,
                 time_ms=metric.time,
-                late=metric.late_rows_dropped,
                 watermark=metric.watermark,
             )
+        elif isinstance(metric, SparkLedger):
+            state.newest_ledger(self._ledgers, metric)
         elif isinstance(metric, ProducerMetric):
             self._producer = state.newest_report(self._producer, metric)
         else:

@@ -36,6 +36,8 @@ def open_feed(
     aggregates_topic: str,
     metrics_topic: str,
     dead_letter_topic: str,
+    late_trades_topic: str,
+    raw_topic: str,
     history_hours: float,
 ) -> WindowFeed:
     """One feed per distinct configuration for the server's lifetime, polled by its own thread."""
@@ -44,6 +46,8 @@ def open_feed(
         aggregates_topic,
         metrics_topic,
         dead_letter_topic,
+        late_trades_topic,
+        raw_topic,
         history_hours=history_hours,
     )
     feed.start()
@@ -66,6 +70,8 @@ def main() -> None:
         settings.aggregates_topic,
         settings.metrics_topic,
         settings.dead_letter_topic,
+        settings.late_trades_topic,
+        settings.raw_topic,
         settings.dashboard_history_hours,
     )
     feed.wait_until_ready(FIRST_LOAD_WAIT_S)
@@ -116,19 +122,29 @@ def live_panel(feed: WindowFeed, symbol: str, span_minutes: int, history_hours: 
         st.vega_lite_chart(spec=price_spec, width="stretch")
         st.vega_lite_chart(spec=volume_spec, width="stretch")
 
-    fresh, late, dead, producer, kafka = st.columns(5)
+    fresh, late, dead, accounted, producer, kafka = st.columns(6)
     fresh.metric(
         "Data freshness", view.format_age(view.freshness_s(windows, now)), help="Now - last trade time."
     )
     late.metric(
-        "Late trades dropped",
-        f"{health.spark.late_rows_dropped:,}",
+        "Late trades",
+        f"{health.late.count:,}",
         help=(
-            f"Rows Spark dropped as later than the watermark in the last {history_hours:g} h "
-            "(late trades of one window in one micro-batch count once: a lower bound)."
+            f"Trades that arrived after their window was final, in the last {history_hours:g} h, from the "
+            f"late-trades topic: quote volume {health.late.quote_volume:,} (left out of the windows)."
         ),
     )
     dead.metric("Dead letters", "n/a" if health.dead_letters is None else f"{health.dead_letters:,}")
+    books = health.accounting
+    accounted.metric(
+        "Raw records accounted",
+        view.format_share(books.share),
+        help=(
+            f"{books.accounted:,} in final windows, late, dead letters or dropped as duplicates, and "
+            f"{books.open_trades:,} in open windows, of the raw topic's "
+            f"{'?' if books.raw_records is None else f'{books.raw_records:,}'} records."
+        ),
+    )
     if health.producer is None:
         producer.metric("Producer errors", "n/a", help="No producer report yet.")
     else:

@@ -12,9 +12,10 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, MutableMapping
 from dataclasses import dataclass, field, replace
+from decimal import Decimal
 from enum import StrEnum
 
-from app.common.schema import ProducerMetric, WindowStats
+from app.common.schema import LateTrade, ProducerMetric, SparkLedger, Trade, WindowStats
 
 HOUR_MS = 3_600_000
 MINUTE_MS = 60_000
@@ -47,10 +48,34 @@ class FeedStatus:
 class SparkHealth:
     """Spark's micro-batch reports within the history bound, each (query, batch_id) counted once."""
 
-    late_rows_dropped: int
     batches: int
     last_batch_ms: int | None
     watermarks_ms: Mapping[str, int | None]  # latest watermark per query
+
+
+@dataclass(frozen=True, slots=True)
+class LateSummary:
+    """Late trades on the late-trades topic within the history bound, each raw record once."""
+
+    count: int
+    quote_volume: Decimal  # Σ price x qty, exact
+
+
+@dataclass(frozen=True, slots=True)
+class Accounting:
+    """The job's ledger against the raw topic: records with a final place, records in windows still
+    open, and the records the raw topic holds (None until measured)."""
+
+    accounted: int
+    open_trades: int
+    raw_records: int | None
+
+    @property
+    def share(self) -> Decimal | None:
+        """accounted + open over the raw topic's records: 1 when every record read has a place."""
+        if not self.raw_records:
+            return None
+        return Decimal(self.accounted + self.open_trades) / Decimal(self.raw_records)
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,7 +83,9 @@ class PipelineHealth:
     spark: SparkHealth
     producer: ProducerMetric | None  # the newest report
     dead_letters: int | None  # None until the dead-letter topic has been measured once
-    bad_records: int  # aggregate or metric records this feed could not parse (skipped, logged)
+    late: LateSummary
+    accounting: Accounting
+    bad_records: int  # records this feed could not parse (skipped, logged)
 
 
 # ------------------------------------------------------------------------------------ windows
@@ -104,7 +131,7 @@ def newest_report(current: ProducerMetric | None, report: ProducerMetric) -> Pro
 
 @dataclass
 class SparkBatches:
-    """Late-row totals over distinct (query, batch_id) within the history bound, in bounded memory.
+    """Batch counts over distinct (query, batch_id) within the history bound, in bounded memory.
 
     A day of 1-second triggers is 86,400 batches per query; instead of one entry per batch, the feed
     keeps the last RECENT_BATCH_IDS ids per query (for de-duplication) and per-minute sums (to drop
@@ -112,19 +139,18 @@ class SparkBatches:
     """
 
     recent: dict[str, dict[int, None]] = field(default_factory=dict)
-    minutes: dict[int, list[int]] = field(default_factory=dict)  # minute -> [late rows, batches]
+    minutes: dict[int, int] = field(default_factory=dict)  # minute -> batches
     last_batch_ms: int | None = None
     watermarks: dict[str, tuple[int, int | None]] = field(default_factory=dict)
 
-    def add(self, query: str, batch_id: int, time_ms: int, late: int, watermark: int | None) -> None:
+    def add(self, query: str, batch_id: int, time_ms: int, watermark: int | None) -> None:
         seen = self.recent.setdefault(query, {})
         if batch_id not in seen:
             seen[batch_id] = None
             if len(seen) > RECENT_BATCH_IDS:
                 del seen[next(iter(seen))]
-            bucket = self.minutes.setdefault(time_ms - time_ms % MINUTE_MS, [0, 0])
-            bucket[0] += late
-            bucket[1] += 1
+            minute = time_ms - time_ms % MINUTE_MS
+            self.minutes[minute] = self.minutes.get(minute, 0) + 1
         if self.last_batch_ms is None or time_ms > self.last_batch_ms:
             self.last_batch_ms = time_ms
         previous = self.watermarks.get(query)
@@ -137,11 +163,51 @@ class SparkBatches:
 
     def snapshot(self) -> SparkHealth:
         return SparkHealth(
-            late_rows_dropped=sum(late for late, _ in self.minutes.values()),
-            batches=sum(batches for _, batches in self.minutes.values()),
+            batches=sum(self.minutes.values()),
             last_batch_ms=self.last_batch_ms,
             watermarks_ms={query: wm for query, (_, wm) in sorted(self.watermarks.items())},
         )
+
+
+@dataclass
+class LateTrades:
+    """The late-trades topic's records within the history bound, each raw record once (the job's
+    Kafka sink may write one twice after a crash), with the trade's exact notional."""
+
+    by_record: dict[tuple[int, int], tuple[int, Decimal]] = field(default_factory=dict)
+
+    def add(self, late: LateTrade, cutoff_ms: int) -> None:
+        """ValueError (a RecordError) when the trade it carries is not a valid trade."""
+        trade = Trade.from_json(late.value)
+        if late.window_start >= cutoff_ms:
+            self.by_record[(late.partition, late.offset)] = (late.window_start, trade.price * trade.qty)
+
+    def prune(self, cutoff_ms: int) -> None:
+        for record in [r for r, (start, _) in self.by_record.items() if start < cutoff_ms]:
+            del self.by_record[record]
+
+    def snapshot(self) -> LateSummary:
+        return LateSummary(
+            count=len(self.by_record),
+            quote_volume=sum((notional for _, notional in self.by_record.values()), Decimal(0)),
+        )
+
+
+def newest_ledger(ledgers: dict[str, SparkLedger], ledger: SparkLedger) -> None:
+    """Keep each symbol's newest ledger: its counts only grow (a window's closing moves trades from
+    open to final without a new record), so the newest is the furthest along."""
+    current = ledgers.get(ledger.symbol)
+    if current is None or (ledger.records, ledger.final_trades) >= (current.records, current.final_trades):
+        ledgers[ledger.symbol] = ledger
+
+
+def accounting(ledgers: Iterable[SparkLedger], raw_records: int | None) -> Accounting:
+    kept = list(ledgers)
+    return Accounting(
+        accounted=sum(ledger.accounted for ledger in kept),
+        open_trades=sum(ledger.open_trades for ledger in kept),
+        raw_records=raw_records,
+    )
 
 
 # ------------------------------------------------------------------------------ feed status

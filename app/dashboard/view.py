@@ -10,7 +10,7 @@ import bisect
 import functools
 from collections.abc import Sequence
 from dataclasses import dataclass
-from decimal import ROUND_HALF_EVEN, Context, Decimal
+from decimal import ROUND_DOWN, ROUND_HALF_EVEN, Context, Decimal
 
 import pandas as pd
 
@@ -162,3 +162,10 @@ def format_age(seconds: Decimal | None) -> str:
     if seconds < 7200:
         return f"{(seconds / 60).quantize(SECONDS_QUANTUM)} min"
     return f"{(seconds / 3600).quantize(SECONDS_QUANTUM)} h"
+
+
+def format_share(share: Decimal | None) -> str:
+    """A share as a percentage with two places, truncated: 99.999 % never shows as 100.00 %."""
+    if share is None:
+        return "n/a"
+    return f"{(share * 100).quantize(Decimal('0.01'), rounding=ROUND_DOWN)} %"

@@ -29,14 +29,8 @@ def _iso_to_ms(text: str | None) -> int | None:
 
 def progress_metric(progress: dict[str, Any]) -> SparkMetric:
     """One micro-batch's progress (StreamingQueryProgress.json, parsed) as the metric we publish.
-
-    `late_rows_dropped` is Spark's numRowsDroppedByWatermark summed over the stateful operators.
-    Spark counts rows *after* partial aggregation: late trades of the same symbol and window in one
-    micro-batch (and input partition) are merged before the watermark filter and count as one row,
-    so this is a lower bound on late trades, exact when each late trade hits its own window.
-    A row is late when its window ended at or before the *previous* batch's watermark (since
-    Spark 3.4 the late-row threshold runs one batch behind the eviction watermark).
-    """
+    Late trades are not counted here: the job routes each one to the late-trades topic and counts
+    it exactly in its `SparkLedger`."""
     watermark = _iso_to_ms((progress.get("eventTime") or {}).get("watermark"))
     operators = progress.get("stateOperators") or []
     duration = progress.get("batchDuration")
@@ -47,7 +41,6 @@ def progress_metric(progress: dict[str, Any]) -> SparkMetric:
         batch_id=progress.get("batchId", 0),
         time=_iso_to_ms(progress.get("timestamp")) or 0,
         num_input_rows=progress.get("numInputRows", 0),
-        late_rows_dropped=sum(int(op.get("numRowsDroppedByWatermark", 0)) for op in operators),
         # Before the first event Spark reports the epoch as watermark: no watermark yet.
         watermark=watermark or None,
         input_rows_per_second=progress.get("inputRowsPerSecond"),

@@ -9,7 +9,7 @@ from dataclasses import replace
 from decimal import Decimal
 from typing import Any
 
-from app.common.schema import Trade, WindowStats
+from app.common.schema import LateTrade, SparkLedger, SparkMetric, Trade, WindowStats
 from app.core.windows import WINDOW_MS, aggregate_window
 from tests.support.kafka import write_raw
 
@@ -69,18 +69,24 @@ def seed_metrics(bootstrap: str, topic: str, reports: Iterable[dict[str, Any]]) 
     )
 
 
-def spark_report(
-    query: str, batch_id: int, time_ms: int, late: int, watermark: int | None = None
-) -> dict[str, Any]:
-    return {
-        "source": "spark",
-        "query": query,
-        "batch_id": batch_id,
-        "time": time_ms,
-        "num_input_rows": 10,
-        "late_rows_dropped": late,
-        "watermark": watermark,
-    }
+def spark_report(query: str, batch_id: int, time_ms: int, watermark: int | None = None) -> dict[str, Any]:
+    metric = SparkMetric(query=query, batch_id=batch_id, time=time_ms, num_input_rows=10, watermark=watermark)
+    return dict(json.loads(metric.to_json()))
+
+
+def ledger_report(symbol: str, **counts: int) -> dict[str, Any]:
+    return {**json.loads(SparkLedger(symbol=symbol, time=now_ms()).to_json()), **counts}
+
+
+def late_trade(offset: int, price: str, qty: str, window_start_ms: int) -> bytes:
+    """A late-trades topic record for a BTCUSDT trade read at raw offset `offset`."""
+    end = window_start_ms + WINDOW_MS
+    trade = Trade(
+        offset, "BTCUSDT", Decimal(price), Decimal(qty), Decimal(price) * Decimal(qty), end - 1, False
+    )
+    return LateTrade(
+        "BTCUSDT", offset, window_start_ms, end, end, "raw", 0, offset, trade.to_json().decode()
+    ).to_json()
 
 
 def producer_report(time_ms: int, published: int, **overrides: Any) -> dict[str, Any]:

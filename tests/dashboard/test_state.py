@@ -7,11 +7,11 @@ from decimal import Decimal
 
 import pytest
 
-from app.common.schema import ProducerMetric, WindowStats
+from app.common.schema import LateTrade, ProducerMetric, SparkLedger, WindowStats
 from app.core.windows import WINDOW_MS
 from app.dashboard import state
 from app.dashboard.state import RECENT_BATCH_IDS, FeedState, SparkBatches, WindowTable
-from tests.dashboard.helpers import final, window
+from tests.dashboard.helpers import final, late_trade, window
 
 T0 = 1_767_225_600_000  # a minute boundary
 
@@ -112,13 +112,12 @@ def test_the_newest_producer_report_wins_whatever_the_arrival_order() -> None:
 
 def test_spark_batches_are_counted_once_with_the_latest_watermark_per_query() -> None:
     batches = SparkBatches()
-    batches.add("live", 1, T0 + 1000, late=2, watermark=T0 - 15000)
-    batches.add("final", 1, T0 + 1000, late=3, watermark=None)
-    batches.add("live", 2, T0 + 2000, late=4, watermark=T0 - 14000)
-    batches.add("live", 2, T0 + 2000, late=4, watermark=T0 - 14000)  # replayed batch
-    batches.add("live", 0, T0 + 500, late=1, watermark=T0 - 16000)  # delivered late
+    batches.add("live", 1, T0 + 1000, watermark=T0 - 15000)
+    batches.add("final", 1, T0 + 1000, watermark=None)
+    batches.add("live", 2, T0 + 2000, watermark=T0 - 14000)
+    batches.add("live", 2, T0 + 2000, watermark=T0 - 14000)  # replayed batch
+    batches.add("live", 0, T0 + 500, watermark=T0 - 16000)  # delivered late
     health = batches.snapshot()
-    assert health.late_rows_dropped == 2 + 3 + 4 + 1
     assert health.batches == 4
     assert health.last_batch_ms == T0 + 2000
     assert health.watermarks_ms == {"final": None, "live": T0 - 14000}
@@ -127,20 +126,46 @@ def test_spark_batches_are_counted_once_with_the_latest_watermark_per_query() ->
 def test_spark_batches_are_deduplicated_and_aged_out_in_bounded_memory() -> None:
     batches = SparkBatches()
     for batch_id in range(5000):  # one report a second for 83 minutes
-        batches.add("live", batch_id, T0 + batch_id * 1000, late=batch_id % 3, watermark=None)
-    batches.add("live", 4999, T0 + 4_999_000, late=2, watermark=None)  # replayed after a restart
-    expected = sum(b % 3 for b in range(5000))
+        batches.add("live", batch_id, T0 + batch_id * 1000, watermark=None)
+    batches.add("live", 4999, T0 + 4_999_000, watermark=None)  # replayed after a restart
 
-    assert batches.snapshot().late_rows_dropped == expected
     assert batches.snapshot().batches == 5000
     assert len(batches.recent["live"]) == RECENT_BATCH_IDS
     assert len(batches.minutes) == 84
 
     batches.prune(T0 + 60 * 60_000)  # keep reports from the minute starting at 60 min onwards
     kept = range(3600, 5000)
-    assert batches.snapshot().late_rows_dropped == sum(b % 3 for b in kept)
     assert batches.snapshot().batches == len(kept)
     assert batches.snapshot().last_batch_ms == T0 + 4_999_000
+
+
+def test_late_trades_count_each_raw_record_once_with_the_exact_notional() -> None:
+    late = state.LateTrades()
+    records = [LateTrade.from_json(late_trade(offset, "100.5", "0.3", T0)) for offset in (3, 4)]
+    for record in [*records, records[1]]:  # the second one written twice after a crash
+        late.add(record, cutoff_ms=T0)
+    assert late.snapshot() == state.LateSummary(count=2, quote_volume=Decimal("60.30"))
+    old = LateTrade.from_json(late_trade(9, "1", "1", T0 - WINDOW_MS))
+    late.add(old, cutoff_ms=T0)  # outside the history bound
+    assert late.snapshot().count == 2
+    late.prune(T0 + WINDOW_MS)
+    assert late.snapshot().count == 0
+
+
+def test_accounting_keeps_each_symbols_newest_ledger() -> None:
+    ledgers: dict[str, SparkLedger] = {}
+    for ledger in (
+        SparkLedger("BTCUSDT", records=5, final_trades=2, open_trades=3),
+        SparkLedger("BTCUSDT", records=7, final_trades=2, open_trades=5),
+        SparkLedger("BTCUSDT", records=7, final_trades=6, open_trades=0, duplicates=1),  # a window closed
+        SparkLedger("BTCUSDT", records=6, final_trades=2, open_trades=4),  # delivered late
+        SparkLedger("", records=3, dead_letters=3),
+    ):
+        state.newest_ledger(ledgers, ledger)
+    books = state.accounting(ledgers.values(), raw_records=12)
+    assert (books.accounted, books.open_trades) == (6 + 1 + 3, 0)
+    assert books.share == Decimal(10) / Decimal(12)
+    assert state.accounting(ledgers.values(), raw_records=None).share is None
 
 
 # -------------------------------------------------------------------------------- feed status
