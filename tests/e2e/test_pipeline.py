@@ -23,6 +23,7 @@ from app.common.schema import Trade, WindowStats
 from app.common.settings import Settings
 from app.core.windows import WINDOW_MS, window_start
 from app.dashboard.feed import WindowFeed
+from tests.support import conservation
 from tests.support.fake_exchange import HISTORICAL_TRADES_PATH, TRADES_PATH, FakeExchange
 from tests.support.kafka import read_all
 from tests.support.pipeline import Process, expected_windows, pipeline_env, wait_for
@@ -113,16 +114,22 @@ def test_trades_flow_exactly_from_exchange_to_dashboard(bootstrap: str, tmp_path
             assert getattr(got, name) == value, f"{key} {name}: {getattr(got, name)} != {value}"
         assert got.vwap.as_tuple().exponent == -8
 
-    # The dashboard's data layer shows the same closed windows.
+    # Every raw record is in exactly one place, and the job read them all.
+    books = conservation.measure(settings)
+    assert books.holds, books
+    assert books.raw == sum(len(trades) for trades in served.values())
+
+    # The dashboard's data layer shows the same closed windows, and every raw record accounted for.
     feed = WindowFeed.from_settings(settings)
     try:
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
             feed.poll()
             shown = {w.key: w for s in SYMBOLS for w in feed.windows(s) if w.is_final}
-            if expected.keys() <= shown.keys():
+            if expected.keys() <= shown.keys() and feed.health().accounting.share is not None:
                 break
         assert {k: shown[k] for k in expected} == {k: finals[k] for k in expected}
+        assert feed.health().accounting.share == 1
     finally:
         feed.close()
 

@@ -9,8 +9,9 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
 
-from app.common.schema import DeadLetter, LateTrade, ProducerMetric, WindowStats
+from app.common.schema import DeadLetter, ProducerMetric, WindowStats
 from app.processing.job import QUERY_NAME
+from tests.support.conservation import Conservation
 
 # The fields the exact reference (tests.support.pipeline.expected_windows) computes.
 WINDOW_FIELDS = (
@@ -276,34 +277,6 @@ def event_counted(case: str, e: Evidence) -> tuple[bool, str]:
         ok = e.injected_late >= 1 and e.late_trades == e.injected_late
         return ok, _figures(sent_late=e.injected_late, late_topic=e.late_trades)
     raise ValueError(f"unknown case {case!r}")
-
-
-@dataclass(frozen=True)
-class Conservation:
-    """Where the raw topic's records went. Each must be in exactly one place: a final window, a
-    window still open (the closers'), the late-trades topic, the dead-letter topic, or the job's
-    duplicates count. Topics are counted by distinct raw (partition, offset): after a crash the
-    Kafka sink may write a batch's records twice."""
-
-    raw: int
-    final_trades: int
-    open_trades: int
-    late: int
-    dead_letters: int
-    duplicates: int
-    job_records: int  # what the job says it read (SparkLedger.records summed over symbols)
-
-    @property
-    def accounted(self) -> int:
-        return self.final_trades + self.open_trades + self.late + self.dead_letters + self.duplicates
-
-    @property
-    def holds(self) -> bool:
-        return self.raw == self.accounted == self.job_records
-
-
-def distinct_offsets(records: Iterable[DeadLetter | LateTrade]) -> int:
-    return len({(record.partition, record.offset) for record in records})
 
 
 @dataclass

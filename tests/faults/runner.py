@@ -22,11 +22,9 @@ from typing import Any, cast
 
 from app.common.schema import (
     DeadLetter,
-    LateTrade,
     Metric,
     ProducerMetric,
     RecordError,
-    SparkLedger,
     SparkMetric,
     Trade,
     WindowStats,
@@ -39,6 +37,8 @@ from tests.faults.cases import Case, Size
 from tests.faults.dataset import BAD_RECORDS, SYMBOLS, Dataset
 from tests.faults.supervisor import Supervised
 from tests.producer.kafka_helpers import end_offset_total
+from tests.support import conservation
+from tests.support.conservation import Conservation
 from tests.support.fake_exchange import HISTORICAL_TRADES_PATH, TRADES_PATH, FakeExchange
 from tests.support.kafka import read_all, write_raw
 from tests.support.pipeline import expected_windows, pipeline_env, wait_for
@@ -83,7 +83,7 @@ class Observation:
     finals: checks.FinalWindows | None = None
     vs_exact: list[str] = field(default_factory=list)
     letters: checks.DeadLetterReport | None = None
-    conservation: checks.Conservation | None = None
+    conservation: Conservation | None = None
     evidence: checks.Evidence = field(default_factory=checks.Evidence)
     process_state: str = "not started"
     error: str | None = None
@@ -434,17 +434,7 @@ class CaseRun:
         obs.letters = checks.dead_letters(letters, self.bad_values)
         reports = read_all(bootstrap, s.metrics_topic, timeout_s=60)
         metrics = [metric_from_json(r.key, r.value) for r in reports]
-        late = [LateTrade.from_json(r.value) for r in read_all(bootstrap, s.late_trades_topic, timeout_s=60)]
-        ledgers = {m.symbol: m for m in metrics if isinstance(m, SparkLedger)}.values()
-        obs.conservation = checks.Conservation(
-            raw=len(raw),
-            final_trades=sum(w["trade_count"] for w in obs.finals.windows.values()),
-            open_trades=sum(ledger.open_trades for ledger in ledgers),
-            late=checks.distinct_offsets(late),
-            dead_letters=checks.distinct_offsets(letters),
-            duplicates=sum(ledger.duplicates for ledger in ledgers),
-            job_records=sum(ledger.records for ledger in ledgers),
-        )
+        obs.conservation = conservation.measure(s)
         obs.evidence = self._evidence([m for m in metrics if m is not None], len(letters))
         obs.evidence.late_trades = obs.conservation.late
         obs.evidence.duplicates = obs.conservation.duplicates

@@ -10,6 +10,7 @@ from app.producer.metrics import ProducerMetrics
 from tests.faults import checks
 from tests.faults.cases import CASE_NAMES, SIZES
 from tests.faults.dataset import BAD_RECORDS, SYMBOLS, build
+from tests.support.conservation import Conservation
 from tests.support.pipeline import expected_windows
 
 
@@ -128,7 +129,7 @@ def test_late_risk_counts_trades_published_behind_another_symbols_watermark() ->
 
 
 def test_conservation_holds_only_when_every_record_has_one_place() -> None:
-    whole = checks.Conservation(
+    whole = Conservation(
         raw=100, final_trades=80, open_trades=5, late=4, dead_letters=6, duplicates=5, job_records=100
     )
     assert whole.holds

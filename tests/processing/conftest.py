@@ -27,6 +27,7 @@ from app.core.windows import WINDOW_MS, window_start
 from app.processing.job import start_job
 from app.processing.session import build_session
 from tests.processing import dataset
+from tests.support.conservation import newest_ledgers
 from tests.support.kafka import create_topics, read_all, unique_topic, write_raw
 
 PROBE_SYMBOL = "PROBEUSDT"
@@ -149,11 +150,6 @@ def spark_metrics(bootstrap: str, topic: str) -> tuple[list[SparkMetric], list[S
     ]
 
 
-def last_ledgers(ledgers: list[SparkLedger]) -> dict[str, SparkLedger]:
-    """Each symbol's latest ledger (they are cumulative, and written in order per symbol)."""
-    return {ledger.symbol: ledger for ledger in ledgers}
-
-
 @dataclass
 class JobRun:
     settings: Settings
@@ -231,7 +227,7 @@ def job_run(spark: SparkSession, kafka_broker: Any, tmp_path_factory: pytest.Tem
         dead_letters=read_all(bootstrap, settings.dead_letter_topic),
         late=read_all(bootstrap, settings.late_trades_topic),
         metrics=metrics,
-        ledgers=last_ledgers(ledgers),
+        ledgers=newest_ledgers(ledgers),
         latencies_ms=latencies,
         seconds_to_complete=elapsed,
     )

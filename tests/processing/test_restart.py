@@ -19,7 +19,6 @@ from tests.processing.conftest import (
     JobRun,
     job_environment,
     job_settings,
-    last_ledgers,
     output_complete,
     prepare_topics,
     spark_metrics,
@@ -27,6 +26,7 @@ from tests.processing.conftest import (
     windows_by_finality,
     write_records,
 )
+from tests.support.conservation import newest_ledgers
 from tests.support.kafka import read_all
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -60,7 +60,7 @@ def _dead_letters(settings: Settings) -> list[DeadLetter]:
 
 def _consumed(settings: Settings) -> int:
     _, ledgers = spark_metrics(settings.kafka_bootstrap_servers, settings.metrics_topic)
-    return sum(ledger.records for ledger in last_ledgers(ledgers).values())
+    return sum(ledger.records for ledger in newest_ledgers(ledgers).values())
 
 
 def test_sigkill_and_restart_with_repeated_deliveries_give_the_uninterrupted_result(
@@ -116,7 +116,7 @@ def test_sigkill_and_restart_with_repeated_deliveries_give_the_uninterrupted_res
     }
 
     metrics, ledgers = spark_metrics(bootstrap, settings.metrics_topic)
-    counts = last_ledgers(ledgers).values()
+    counts = newest_ledgers(ledgers).values()
     duplicates = sum(1 for r in records if r.repeat == "duplicate")
     assert sum(c.duplicates for c in counts) == duplicates
     assert sum(c.conflicts for c in counts) == len(conflicts)
