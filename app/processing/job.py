@@ -1,18 +1,20 @@
-"""I/O of the streaming job: the Kafka source, the three Kafka sink queries and their lifecycle.
+"""I/O of the streaming job: the Kafka source, the one query and its lifecycle.
 
-One SparkSession runs three queries over the raw topic, each with its own checkpoint:
-  live          update mode, every trigger re-emits the windows that changed (is_final=false)
-  final         append mode, each window once, when the watermark passes its end (is_final=true)
-  dead_letters  records that fail validation, as DeadLetter JSON
-Update mode never re-emits a window after the watermark passes it and append mode never shows the
-open window, hence two aggregate queries. The Kafka sink is at-least-once: after a crash a batch
-may be written again with identical rows, which consumers (upserting by key) absorb.
+One query reads the raw topic once per micro-batch, parses and validates each record once
+(transform.py) and hands every record, grouped by symbol, to one stateful processor
+(processor.py), whose rows name their own topic: live and final window rows, late trades, dead
+letters and each symbol's ledger. Spark's built-in aggregation cannot do this in one query:
+update mode never emits a final row and append mode never shows the open window, and its
+watermark filter drops late trades without a trace. The Kafka sink is at-least-once: after a crash
+a batch may be written again with identical rows, which consumers absorb (windows upsert by key,
+late trades and dead letters are told apart by their raw partition and offset).
 """
 
 from __future__ import annotations
 
 import logging
 import threading
+import time
 from dataclasses import dataclass, field
 
 from pyspark.sql import DataFrame, SparkSession
@@ -66,12 +68,18 @@ class StreamingJob:
                     raise RuntimeError(f"query {query.name} stopped unexpectedly")
             stop.wait(poll_s)
 
-    def stop(self) -> None:
+    def stop(self, drain_s: float = 30.0) -> None:
+        """Stop between micro-batches: a batch interrupted mid-way makes Spark log its tasks'
+        interruption as errors (and redo the batch after a restart), so let a running one end first,
+        for at most `drain_s`."""
         if self._stopped.is_set():
             return
         self._stopped.set()
+        deadline = time.monotonic() + drain_s
         for name, query in self.queries.items():
             try:
+                while query.isActive and query.status["isTriggerActive"] and time.monotonic() < deadline:
+                    time.sleep(0.05)
                 query.stop()
             except Exception:  # keep stopping the others
                 log.exception("could not stop query %s", name)
