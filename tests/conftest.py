@@ -18,7 +18,7 @@ os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
 def kafka_broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalBroker]:
     """A broker shared by the session; tests isolate themselves with unique topic names."""
     broker = LocalBroker(data_dir=Path(tmp_path_factory.mktemp("kafka")))
-    broker.start()
+    broker.start(timeout_s=180)  # a loaded 2-core machine can take over a minute to start a JVM
     yield broker
     broker.stop()
 

@@ -234,7 +234,9 @@ class StreamingSettings(_Group):
         2, help="Spark shuffle partitions (size to the cores, not 200)", read_by={"processing"}
     )
     max_offsets_per_trigger: int = setting(
-        0, help="cap per micro-batch when reprocessing, 0 = none", read_by={"processing"}
+        100_000,
+        help="records per micro-batch at most, 0 = no cap (the stateful step holds a batch in memory)",
+        read_by={"processing"},
     )
     spark_driver_memory: str = setting("1g", help="Spark driver heap", read_by={"processing"})
     spark_jars_dir: Path = setting(

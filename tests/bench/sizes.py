@@ -35,7 +35,7 @@ SIZES = {
         burst_s=10,
         compare_latency=True,
         replay_trades=1_000_000,
-        replay_variants=("default", "shuffle_200", "trigger_5s", "max_offsets_100k"),
+        replay_variants=("default", "shuffle_200", "trigger_5s", "max_offsets_none"),
         catch_up_backlog=300_000,
         catch_up_budgets=(6000, 3000),
         dashboard_reruns=20,
@@ -61,7 +61,7 @@ REPLAY_VARIANTS: dict[str, dict[str, str]] = {
     "default": {},
     "shuffle_200": {"TELEMETRY_SHUFFLE_PARTITIONS": "200"},
     "trigger_5s": {"TELEMETRY_TRIGGER_INTERVAL": "5 seconds"},
-    "max_offsets_100k": {"TELEMETRY_MAX_OFFSETS_PER_TRIGGER": "100000"},
+    "max_offsets_none": {"TELEMETRY_MAX_OFFSETS_PER_TRIGGER": "0"},
 }
 
 # The settings the latency defaults replaced (a 1 s trigger and a 1 s poll), measured beside them.
