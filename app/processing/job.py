@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql.streaming.query import StreamingQuery
 
+from app.common.kafka_security import confluent_config, spark_kafka_options
 from app.common.settings import Settings
 from app.processing import transform
 from app.processing.metrics import MetricsPublisher
@@ -30,7 +31,7 @@ QUERY_NAMES = ("live", "final", "dead_letters")
 def kafka_source(spark: SparkSession, settings: Settings) -> DataFrame:
     reader = (
         spark.readStream.format("kafka")
-        .option("kafka.bootstrap.servers", settings.kafka_bootstrap_servers)
+        .options(**spark_kafka_options(settings))
         .option("subscribe", settings.raw_topic)
         .option("startingOffsets", settings.starting_offsets)
     )
@@ -50,7 +51,7 @@ def _kafka_sink(records: DataFrame, settings: Settings, name: str, topic: str, m
         records.writeStream.queryName(name)
         .format("kafka")
         .outputMode(mode)
-        .option("kafka.bootstrap.servers", settings.kafka_bootstrap_servers)
+        .options(**spark_kafka_options(settings))
         .option("topic", topic)
         .option("checkpointLocation", checkpoint_location(settings.checkpoint_dir, name))
         .trigger(processingTime=settings.trigger_interval.text)
@@ -94,7 +95,9 @@ class StreamingJob:
 
 def start_job(spark: SparkSession, settings: Settings) -> StreamingJob:
     """Start the three queries (and the progress listener) on `spark`."""
-    publisher = MetricsPublisher(settings.kafka_bootstrap_servers, settings.metrics_topic)
+    publisher = MetricsPublisher(
+        settings.kafka_bootstrap_servers, settings.metrics_topic, confluent_config(settings)
+    )
     spark.streams.addListener(publisher)
     queries: dict[str, StreamingQuery] = {}
     try:
