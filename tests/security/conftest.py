@@ -22,6 +22,7 @@ class SecureKafka:
     broker: LocalBroker
     tls: TlsFiles
     app_password_file: Path
+    admin_password_file: Path
     base: Path
 
     def env(self, **overrides: str) -> dict[str, str]:
@@ -47,6 +48,12 @@ def secure_kafka(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SecureKaf
     )
     broker.start(timeout_s=180)  # the machine is shared: give a loaded JVM time
     try:
-        yield SecureKafka(broker, tls, password_file(base / "app.password", passwords[APP]), base)
+        yield SecureKafka(
+            broker,
+            tls,
+            password_file(base / "app.password", passwords[APP]),
+            password_file(base / "admin.password", passwords[ADMIN]),
+            base,
+        )
     finally:
         broker.stop()
