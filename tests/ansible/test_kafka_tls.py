@@ -187,7 +187,7 @@ def test_the_health_check_logs_in_over_sasl_ssl(
     install_secrets(secure_kafka, secrets_dir, rendered["tls"].ok())
     tools = tool_dir(tmp_path)
     script = render_probe(secure_kafka, secrets_dir, tools)
-    healthy = subprocess.run(["bash", "-c", script], capture_output=True, text=True, timeout=120)
+    healthy = subprocess.run(["bash", "-c", script], capture_output=True, text=True, timeout=300)
     assert healthy.returncode == 0, healthy.stdout + healthy.stderr
     # The same probe with a wrong password is turned away: unhealthy.
     wrong = tmp_path / "wrong"
@@ -197,7 +197,7 @@ def test_the_health_check_logs_in_over_sasl_ssl(
     password = secure_kafka.admin_password_file.read_text().strip()
     (wrong / "client.properties").write_text(login.replace(password, "not-the-password"))
     refused = subprocess.run(
-        ["bash", "-c", render_probe(secure_kafka, wrong, tools)], capture_output=True, text=True, timeout=120
+        ["bash", "-c", render_probe(secure_kafka, wrong, tools)], capture_output=True, text=True, timeout=300
     )
     assert refused.returncode != 0
 

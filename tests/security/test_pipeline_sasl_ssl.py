@@ -81,7 +81,8 @@ def test_trades_flow_over_sasl_ssl_through_every_client(secure_kafka: SecureKafk
             assert getattr(finals[key], name) == value, f"{key} {name}"
 
     # Both the producer's and the Spark job's metrics publishers got through.
-    sources = {metric_from_json(r.value).SOURCE for r in records(settings.metrics_topic)}
+    metrics = [metric_from_json(r.key, r.value) for r in records(settings.metrics_topic)]
+    sources = {metric.SOURCE for metric in metrics if metric is not None}
     assert sources == {"producer", "spark"}, sources
 
     feed = WindowFeed.from_settings(settings)
