@@ -131,7 +131,11 @@ def install_secrets(kafka: SecureKafka, secrets: Path, out: Path) -> None:
     """What tasks/tls.yml copies to the host, where kafka_secrets_mount points."""
     secrets.mkdir(exist_ok=True)
     shutil.copy(kafka.tls.ca_file, secrets / "ca.pem")
-    shutil.copy(out / "localhost.client.properties", secrets / "client.properties")
+    login = (out / "localhost.client.properties").read_text()
+    # kafka-broker-api-versions gives up after 5 s, which a TLS and SCRAM handshake exceeds when
+    # this shared machine is loaded (load average 50+ measured): the check's question is
+    # unchanged, only the wait is longer.
+    (secrets / "client.properties").write_text(login + "request.timeout.ms=60000\n")
 
 
 def test_the_rendered_topic_script_logs_in_and_creates_the_topics(
@@ -187,7 +191,12 @@ def test_the_health_check_logs_in_over_sasl_ssl(
     install_secrets(secure_kafka, secrets_dir, rendered["tls"].ok())
     tools = tool_dir(tmp_path)
     script = render_probe(secure_kafka, secrets_dir, tools)
-    healthy = subprocess.run(["bash", "-c", script], capture_output=True, text=True, timeout=300)
+    # Docker retries a failing check (retries: 6); so does this test, as a loaded machine can make
+    # the tool's own request time out.
+    for _ in range(3):
+        healthy = subprocess.run(["bash", "-c", script], capture_output=True, text=True, timeout=300)
+        if healthy.returncode == 0:
+            break
     assert healthy.returncode == 0, healthy.stdout + healthy.stderr
     # The same probe with a wrong password is turned away: unhealthy.
     wrong = tmp_path / "wrong"
@@ -200,6 +209,7 @@ def test_the_health_check_logs_in_over_sasl_ssl(
         ["bash", "-c", render_probe(secure_kafka, wrong, tools)], capture_output=True, text=True, timeout=300
     )
     assert refused.returncode != 0
+    assert "Authentication failed" in refused.stderr, refused.stderr[-2000:]
 
 
 def test_tls_without_a_keystore_stops_before_anything_changes(rendered: dict[str, Rendered]) -> None:

@@ -41,6 +41,7 @@ def secure_env(kafka: SecureKafka, checkpoints: Path) -> dict[str, str]:
     return process_env(kafka.broker.bootstrap_servers, checkpoints, (SYMBOL,)) | topics | kafka.env()
 
 
+@pytest.mark.timeout(1200)
 def test_trades_flow_over_sasl_ssl_through_every_client(secure_kafka: SecureKafka, tmp_path: Path) -> None:
     env = secure_env(secure_kafka, tmp_path / "checkpoints")
     settings = Settings.from_env(env)
@@ -60,14 +61,17 @@ def test_trades_flow_over_sasl_ssl_through_every_client(secure_kafka: SecureKafk
     with FakeExchange(symbols=(SYMBOL,), initial_trades=0, weight_limit=6000) as exchange:
         env["TELEMETRY_BINANCE_BASE_URL"] = exchange.base_url
         try:
-            processes.append(Process("app.processing", env, tmp_path / "processing.log"))
+            spark = Process("app.processing", env, tmp_path / "processing.log")
+            processes.append(spark)
             processes.append(Process("app.producer", env, tmp_path / "producer.log"))
+            # On a loaded machine the job's start alone can take minutes: wait for it apart.
+            wait_for(lambda: "streaming " in spark.log_text(), 420, "the Spark queries", processes)
             exchange.append(SYMBOL, trades=shuffled_trades(TRADES, WINDOWS, first_window, rng, 3_000))
             exchange.append(SYMBOL, trades=[closer(first_window + (WINDOWS + 1) * WINDOW_MS + 30_000)])
             served = exchange.trades(SYMBOL)
             expected = expected_windows(SYMBOL, served[:-1])
             assert len(expected) == WINDOWS
-            wait_for(lambda: expected.keys() <= final_rows().keys(), 420, "every final window", processes)
+            wait_for(lambda: expected.keys() <= final_rows().keys(), 300, "every final window", processes)
         finally:
             for process in reversed(processes):
                 process.stop()
