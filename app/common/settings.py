@@ -17,8 +17,9 @@ import argparse
 import dataclasses
 import os
 import re
+import stat
 import sys
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, get_type_hints
@@ -156,6 +157,82 @@ class KafkaSettings(_Group):
     metrics_topic: str = setting(
         "pipeline_metrics", help="producer counters and Spark batch figures", read_by=set(SERVICES)
     )
+    kafka_security_protocol: str = setting(
+        "PLAINTEXT",
+        help="`PLAINTEXT`, `SSL` (TLS) or `SASL_SSL` (TLS and a SCRAM-SHA-512 login), for every client",
+        read_by=set(SERVICES),
+    )
+    kafka_ssl_ca_file: Path | None = setting(
+        None,
+        help="PEM file of the CA that signed the brokers' certificates (SSL, SASL_SSL)",
+        read_by=set(SERVICES),
+    )
+    kafka_sasl_username: str | None = setting(None, help="SCRAM user name (SASL_SSL)", read_by=set(SERVICES))
+    kafka_sasl_password_file: Path | None = setting(
+        None,
+        help="file holding the SCRAM password alone (SASL_SSL); no access for others (mode 0600 or 0640)",
+        read_by=set(SERVICES),
+    )
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        problem = kafka_security_problem(self)
+        if problem is not None:
+            raise ValueError(problem)
+
+
+KAFKA_SECURITY_PROTOCOLS = ("PLAINTEXT", "SSL", "SASL_SSL")
+# A secret file may be read by its owner and its group (root:telemetry 0640), never by others, and
+# written by its owner alone.
+LOOSE_SECRET_MODE = 0o027
+
+
+def kafka_security_problem(settings: KafkaSettings) -> str | None:
+    """Why the Kafka security settings cannot work (a file missing or open to others), or None.
+
+    Checked when the settings are built, so a service refuses to start rather than failing at its
+    first connection; the files are only looked at, the password is read by app.common.kafka_security.
+    """
+    protocol = settings.kafka_security_protocol
+    name = env_name("kafka_security_protocol")
+    if protocol not in KAFKA_SECURITY_PROTOCOLS:
+        return f"invalid {name}={protocol!r}: use one of {', '.join(KAFKA_SECURITY_PROTOCOLS)}"
+    sasl = {
+        "kafka_sasl_username": settings.kafka_sasl_username,
+        "kafka_sasl_password_file": settings.kafka_sasl_password_file,
+    }
+    if protocol != "SASL_SSL":
+        given = [env_name(field) for field, value in sasl.items() if value is not None]
+        if given:
+            return f"{', '.join(given)} set but {name}={protocol}: a SCRAM login needs SASL_SSL"
+    if protocol == "PLAINTEXT":
+        return None
+    needed = {"kafka_ssl_ca_file": settings.kafka_ssl_ca_file} | (sasl if protocol == "SASL_SSL" else {})
+    missing = [env_name(field) for field, value in needed.items() if value is None]
+    if missing:
+        return f"{name}={protocol} needs {' and '.join(missing)}"
+    assert settings.kafka_ssl_ca_file is not None
+    problem = _file_problem(settings.kafka_ssl_ca_file, "kafka_ssl_ca_file", secret=False)
+    if problem is None and settings.kafka_sasl_password_file is not None:
+        problem = _file_problem(settings.kafka_sasl_password_file, "kafka_sasl_password_file", secret=True)
+    return problem
+
+
+def _file_problem(path: Path, field: str, *, secret: bool) -> str | None:
+    try:
+        mode = path.stat().st_mode
+    except OSError as exc:
+        return f"{env_name(field)}={path}: {exc.strerror or exc}"
+    if not stat.S_ISREG(mode):
+        return f"{env_name(field)}={path} is not a regular file"
+    if secret and mode & LOOSE_SECRET_MODE:
+        return (
+            f"{env_name(field)}={path} is mode {stat.S_IMODE(mode):04o}: a secret must not be readable by "
+            f"other users nor writable by its group (chmod 0600 {path})"
+        )
+    if not os.access(path, os.R_OK):
+        return f"{env_name(field)}={path} is not readable by this user"
+    return None
 
 
 @dataclass(frozen=True)
@@ -268,7 +345,7 @@ class Settings(DashboardSettings, StreamingSettings, ProducerSettings, KafkaSett
             raw = environ.get(env_name(name))
             if raw is not None and raw != "":
                 values[name] = _convert(name, kind, raw)
-        return cls(**values)
+        return _built(cls, **values)
 
     @classmethod
     def add_arguments(cls, parser: argparse.ArgumentParser, service: str | None = None) -> None:
@@ -292,7 +369,15 @@ class Settings(DashboardSettings, StreamingSettings, ProducerSettings, KafkaSett
             for name, kind in _field_types(cls).items()
             if getattr(args, name, None) is not None
         }
-        return dataclasses.replace(base, **overrides)
+        return _built(dataclasses.replace, base, **overrides)
+
+
+def _built(make: Callable[..., Settings], *args: Any, **values: Any) -> Settings:
+    """Settings from `make`, a refused combination of values ending the process with its reason."""
+    try:
+        return make(*args, **values)
+    except ValueError as exc:
+        raise SystemExit(str(exc)) from None
 
 
 def command_line(service: str, description: str | None) -> argparse.ArgumentParser:
@@ -326,7 +411,7 @@ def _convert(name: str, kind: Any, raw: str) -> Any:
             return int(raw)
         if kind is float:
             return float(raw)
-        if kind is Path:
+        if kind in (Path, Path | None):
             return Path(raw)
         if kind in (Duration, Duration | None):
             return Duration.parse(raw)
@@ -397,6 +482,7 @@ def main(argv: list[str] | None = None) -> int:
 
 __all__ = [
     "ENV_PREFIX",
+    "KAFKA_SECURITY_PROTOCOLS",
     "SERVICES",
     "DashboardSettings",
     "Duration",
@@ -408,6 +494,7 @@ __all__ = [
     "configuration_table",
     "env_name",
     "event_time_lead_ms",
+    "kafka_security_problem",
     "parse_command_line",
     "read_by",
     "service_settings_yaml",

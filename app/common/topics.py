@@ -12,8 +12,9 @@ import logging
 from dataclasses import dataclass
 
 from kafka.admin import KafkaAdminClient, NewTopic
-from kafka.errors import TopicAlreadyExistsError
+from kafka.errors import NoBrokersAvailable, TopicAlreadyExistsError
 
+from app.common.kafka_security import kafka_python_config, refusal_hint
 from app.common.settings import KafkaSettings
 
 log = logging.getLogger(__name__)
@@ -69,7 +70,16 @@ def topic_specs(
 
 
 def ensure_topics(settings: KafkaSettings, partitions: int = 1) -> None:
-    admin = KafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap_servers, client_id="telemetry-setup")
+    try:
+        admin = KafkaAdminClient(
+            bootstrap_servers=settings.kafka_bootstrap_servers,
+            client_id="telemetry-setup",
+            **kafka_python_config(settings),
+        )
+    except NoBrokersAvailable as exc:
+        raise NoBrokersAvailable(
+            f"no broker available at {settings.kafka_bootstrap_servers}{refusal_hint(settings)}"
+        ) from exc
     try:
         existing = set(admin.list_topics())
         wanted = [

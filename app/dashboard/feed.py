@@ -25,13 +25,14 @@ import logging
 import socket
 import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from decimal import InvalidOperation
 from typing import Any
 
 from kafka import KafkaConsumer, TopicPartition
 from kafka.errors import KafkaError, NoBrokersAvailable
 
+from app.common.kafka_security import kafka_python_config, refusal_hint
 from app.common.schema import (
     LateTrade,
     Metric,
@@ -74,10 +75,16 @@ class WindowFeed:
         timeout_s: float = 3.0,
         offsets_every_s: float = 2.0,
         clock_ms: Callable[[], int] = now_ms,
+        security: Mapping[str, Any] | None = None,
+        refusal_hint: str = "",
     ) -> None:
         """`timeout_s` bounds each Kafka request and connection attempt; `offsets_every_s` is how often
-        the dead-letter count and the broker's liveness are re-checked."""
+        the dead-letter count and the broker's liveness are re-checked; `security` is the kafka-python
+        form of the Kafka security settings (app.common.kafka_security.kafka_python_config), and
+        `refusal_hint` what to check when the broker turns the feed away (refusal_hint)."""
         self.bootstrap_servers = bootstrap_servers
+        self._security = dict(security or {})
+        self._refusal_hint = refusal_hint
         self.aggregates_topic = aggregates_topic
         self.metrics_topic = metrics_topic
         self.dead_letter_topic = dead_letter_topic
@@ -122,6 +129,8 @@ class WindowFeed:
             settings.late_trades_topic,
             settings.raw_topic,
             history_hours=settings.dashboard_history_hours,
+            security=kafka_python_config(settings),
+            refusal_hint=refusal_hint(settings),
             **kwargs,
         )
 
@@ -288,8 +297,13 @@ class WindowFeed:
                 connections_max_idle_ms=max(540_000, self._timeout_ms + 1),
                 reconnect_backoff_max_ms=2000,
                 max_poll_records=5000,
+                **self._security,
             )
-        except (NoBrokersAvailable, KafkaError, OSError) as exc:
+        except NoBrokersAvailable:
+            # The socket answered (checked above), so the broker refused us or is not Kafka.
+            self._unreachable(f"no broker answered{self._refusal_hint}")
+            return False
+        except (KafkaError, OSError) as exc:
             self._unreachable(str(exc) or type(exc).__name__)
             return False
         self._assigned = set()

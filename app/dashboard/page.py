@@ -31,25 +31,9 @@ def _release(feed: WindowFeed) -> None:
 
 
 @st.cache_resource(show_spinner="Connecting to Kafka…", on_release=_release)
-def open_feed(
-    bootstrap_servers: str,
-    aggregates_topic: str,
-    metrics_topic: str,
-    dead_letter_topic: str,
-    late_trades_topic: str,
-    raw_topic: str,
-    history_hours: float,
-) -> WindowFeed:
+def open_feed(settings: Settings) -> WindowFeed:
     """One feed per distinct configuration for the server's lifetime, polled by its own thread."""
-    feed = WindowFeed(
-        bootstrap_servers,
-        aggregates_topic,
-        metrics_topic,
-        dead_letter_topic,
-        late_trades_topic,
-        raw_topic,
-        history_hours=history_hours,
-    )
+    feed = WindowFeed.from_settings(settings)
     feed.start()
     return feed
 
@@ -65,15 +49,7 @@ def main() -> None:
     logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s %(message)s")
     logging.getLogger("app").setLevel(settings.log_level.upper())
     st.set_page_config(page_title="Bitcoin live VWAP", page_icon="📈", layout="wide")
-    feed = open_feed(
-        settings.kafka_bootstrap_servers,
-        settings.aggregates_topic,
-        settings.metrics_topic,
-        settings.dead_letter_topic,
-        settings.late_trades_topic,
-        settings.raw_topic,
-        settings.dashboard_history_hours,
-    )
+    feed = open_feed(settings)
     feed.wait_until_ready(FIRST_LOAD_WAIT_S)
 
     st.title("Live Bitcoin trades: 1-minute OHLC and VWAP")

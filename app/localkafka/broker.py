@@ -13,6 +13,7 @@ import socket
 import subprocess
 import time
 import uuid
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -62,6 +63,46 @@ def _cluster_id() -> str:
             return cluster_id
 
 
+@dataclass(frozen=True)
+class BrokerTls:
+    """SASL_SSL (TLS and SCRAM-SHA-512 logins) on the broker's client and inter-broker listener.
+
+    `users` are the SCRAM users (name -> password) written at format time; the first one is the
+    broker's own inter-broker login. The controller listener stays plaintext on loopback.
+    """
+
+    keystore: Path  # PKCS12: the broker's key and certificate
+    keystore_password: str = field(repr=False)
+    ca_file: Path  # PEM: the CA the broker's own inter-broker client trusts
+    users: Mapping[str, str] = field(repr=False)
+
+    def server_properties(self, port: int) -> dict[str, str]:
+        user, password = next(iter(self.users.items()))
+        return {
+            "listeners": f"SASL_SSL://127.0.0.1:{port}",
+            "advertised.listeners": f"SASL_SSL://127.0.0.1:{port}",
+            "inter.broker.listener.name": "SASL_SSL",
+            "listener.security.protocol.map": "CONTROLLER:PLAINTEXT,SASL_SSL:SASL_SSL",
+            "sasl.enabled.mechanisms": "SCRAM-SHA-512",
+            "sasl.mechanism.inter.broker.protocol": "SCRAM-SHA-512",
+            "listener.name.sasl_ssl.scram-sha-512.sasl.jaas.config": (
+                "org.apache.kafka.common.security.scram.ScramLoginModule required "
+                f'username="{user}" password="{password}";'
+            ),
+            "ssl.keystore.type": "PKCS12",
+            "ssl.keystore.location": str(self.keystore),
+            "ssl.keystore.password": self.keystore_password,
+            "ssl.truststore.type": "PEM",
+            "ssl.truststore.location": str(self.ca_file),
+        }
+
+    def format_arguments(self) -> list[str]:
+        arguments = []
+        for user, password in self.users.items():
+            arguments += ["--add-scram", f"SCRAM-SHA-512=[name={user},password={password}]"]
+        return arguments
+
+
 @dataclass
 class LocalBroker:
     """A KRaft broker+controller process on loopback.
@@ -75,6 +116,8 @@ class LocalBroker:
     controller_port: int = field(default_factory=free_port)
     jars_dir: Path = DEFAULT_JARS_DIR
     heap: str = "512m"
+    # SASL_SSL on `port` instead of PLAINTEXT.
+    tls: BrokerTls | None = None
     process: subprocess.Popen[bytes] | None = None
 
     @property
@@ -118,7 +161,12 @@ class LocalBroker:
             "share.coordinator.state.topic.replication.factor": "1",
             "share.coordinator.state.topic.min.isr": "1",
         }
+        if self.tls is not None:
+            settings |= self.tls.server_properties(self.port)
+            settings["listeners"] += f",CONTROLLER://127.0.0.1:{self.controller_port}"
         self._config_path.write_text("".join(f"{k}={v}\n" for k, v in settings.items()))
+        # It holds the inter-broker password when TLS is on.
+        self._config_path.chmod(0o600)
         (self.data_dir / "log4j2.yaml").write_text(_LOG4J2_YAML)
 
     def _java(self, main_class: str, *args: str) -> list[str]:
@@ -147,6 +195,7 @@ class LocalBroker:
                 _cluster_id(),
                 "-c",
                 str(self._config_path),
+                *(self.tls.format_arguments() if self.tls is not None else []),
             ),
             check=True,
             capture_output=True,

@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql.streaming.query import StreamingQuery
 
+from app.common.kafka_security import confluent_config, spark_kafka_options
 from app.common.settings import Settings
 from app.processing import transform
 from app.processing.metrics import MetricsPublisher
@@ -33,7 +34,7 @@ QUERY_NAME = "ledger"
 def kafka_source(spark: SparkSession, settings: Settings) -> DataFrame:
     reader = (
         spark.readStream.format("kafka")
-        .option("kafka.bootstrap.servers", settings.kafka_bootstrap_servers)
+        .options(**spark_kafka_options(settings))
         .option("subscribe", settings.raw_topic)
         .option("startingOffsets", settings.starting_offsets)
     )
@@ -90,7 +91,9 @@ class StreamingJob:
 
 def start_job(spark: SparkSession, settings: Settings) -> StreamingJob:
     """Start the query (and the progress listener) on `spark`."""
-    publisher = MetricsPublisher(settings.kafka_bootstrap_servers, settings.metrics_topic)
+    publisher = MetricsPublisher(
+        settings.kafka_bootstrap_servers, settings.metrics_topic, confluent_config(settings)
+    )
     spark.streams.addListener(publisher)
     processor = LedgerProcessor(
         source_topic=settings.raw_topic,
@@ -112,7 +115,7 @@ def start_job(spark: SparkSession, settings: Settings) -> StreamingJob:
             records.writeStream.queryName(QUERY_NAME)
             .format("kafka")
             .outputMode("append")
-            .option("kafka.bootstrap.servers", settings.kafka_bootstrap_servers)
+            .options(**spark_kafka_options(settings))
             .option("checkpointLocation", checkpoint_location(settings.checkpoint_dir, QUERY_NAME))
             .trigger(processingTime=settings.trigger_interval.text)
             .start()

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
@@ -53,11 +54,13 @@ def progress_metric(progress: dict[str, Any]) -> SparkMetric:
 class MetricsPublisher(StreamingQueryListener):
     """Publishes every query's progress to the metrics topic; never lets a Kafka error stop a query."""
 
-    def __init__(self, bootstrap_servers: str, topic: str) -> None:
+    def __init__(self, bootstrap_servers: str, topic: str, security: Mapping[str, Any]) -> None:
+        """`security` is the librdkafka form of the Kafka security settings (confluent_config)."""
         super().__init__()
         self.topic = topic
         self._producer: Producer | None = Producer(
             {"bootstrap.servers": bootstrap_servers, "client.id": "spark-metrics", "linger.ms": 20}
+            | dict(security)
         )
 
     def onQueryStarted(self, event: Any) -> None:

@@ -52,9 +52,10 @@ def build_producer(
     return Producer(config | dict(overrides or {}))
 
 
-def _consumer(bootstrap: str) -> Consumer:
+def _consumer(bootstrap: str, security: Mapping[str, Any]) -> Consumer:
     return Consumer(
-        {
+        dict(security)
+        | {
             "bootstrap.servers": bootstrap,
             # Required by the client, unused: partitions are assigned and nothing is committed.
             "group.id": "telemetry-producer-tail",
@@ -143,16 +144,21 @@ class _TailScan:
 
 
 def read_tail(
-    bootstrap: str, topic: str, symbols: Iterable[str], timeout_s: float = 60.0
+    bootstrap: str,
+    topic: str,
+    symbols: Iterable[str],
+    timeout_s: float = 60.0,
+    security: Mapping[str, Any] | None = None,
 ) -> dict[str, Trade]:
     """The trade with the highest id per symbol among the newest parseable records of the topic.
 
     Each symbol is looked for, newest first, in the partition its key hashes to. Only a symbol
     not found there (never published, or the partition count changed) costs a scan of the rest.
-    A symbol absent from the result has never been published.
+    A symbol absent from the result has never been published. `security` is the librdkafka form
+    of the Kafka security settings (app.common.kafka_security.confluent_config).
     """
     wanted = set(symbols)
-    consumer = _consumer(bootstrap)
+    consumer = _consumer(bootstrap, security or {})
     try:
         try:
             metadata = consumer.list_topics(topic, timeout=min(10.0, timeout_s))

@@ -16,6 +16,7 @@ from typing import Any
 
 from confluent_kafka import KafkaError, KafkaException, Message, Producer
 
+from app.common.kafka_security import confluent_config
 from app.common.schema import ProducerMetric, Trade, now_ms
 from app.common.settings import Settings
 from app.producer.kafka_io import TailError, build_producer, read_tail
@@ -75,7 +76,10 @@ class ProducerService:
         while not self._stop.is_set():
             try:
                 tail = read_tail(
-                    self._settings.kafka_bootstrap_servers, self._settings.raw_topic, self._settings.symbols
+                    self._settings.kafka_bootstrap_servers,
+                    self._settings.raw_topic,
+                    self._settings.symbols,
+                    security=confluent_config(self._settings),
                 )
             except (TailError, KafkaException) as exc:
                 failures += 1
@@ -86,7 +90,7 @@ class ProducerService:
             self._producer = build_producer(
                 self._settings.kafka_bootstrap_servers,
                 self._error_handler(self._generation),
-                self._producer_overrides,
+                confluent_config(self._settings) | self._producer_overrides,
             )
             self._broken = False
             self._source.resume(tail)

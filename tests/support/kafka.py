@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 import uuid
 from collections.abc import Iterable, Mapping
+from typing import Any
 
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 from kafka.admin import KafkaAdminClient, NewTopic
@@ -26,9 +27,14 @@ def create_topics(
         admin.close()
 
 
-def read_all(bootstrap: str, topic: str, timeout_s: float = 10.0) -> list[ConsumerRecord]:
-    """Every record currently in the topic (all partitions), in partition then offset order."""
-    consumer = KafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False, group_id=None)
+def read_all(
+    bootstrap: str, topic: str, timeout_s: float = 10.0, security: Mapping[str, Any] | None = None
+) -> list[ConsumerRecord]:
+    """Every record currently in the topic (all partitions), in partition then offset order;
+    `security` is app.common.kafka_security.kafka_python_config's."""
+    consumer = KafkaConsumer(
+        bootstrap_servers=bootstrap, enable_auto_commit=False, group_id=None, **dict(security or {})
+    )
     try:
         partitions = consumer.partitions_for_topic(topic) or set()
         tps = [TopicPartition(topic, p) for p in sorted(partitions)]

@@ -42,8 +42,12 @@ def pipeline_env(
     create_topics(bootstrap, [topics["TELEMETRY_AGGREGATES_TOPIC"]], partitions)
     singles = ("TELEMETRY_DEAD_LETTER_TOPIC", "TELEMETRY_LATE_TRADES_TOPIC", "TELEMETRY_METRICS_TOPIC")
     create_topics(bootstrap, [topics[name] for name in singles])
-    env = dict(os.environ) | topics
-    env |= {
+    return process_env(bootstrap, checkpoint_dir, symbols) | topics | overrides
+
+
+def process_env(bootstrap: str, checkpoint_dir: Path, symbols: Iterable[str]) -> dict[str, str]:
+    """The environment of the pipeline's processes, topics aside: loopback everywhere."""
+    return dict(os.environ) | {
         "TELEMETRY_KAFKA_BOOTSTRAP_SERVERS": bootstrap,
         "TELEMETRY_SYMBOLS": ",".join(symbols),
         "TELEMETRY_SOURCE": "binance",
@@ -56,7 +60,6 @@ def pipeline_env(
         "SPARK_LOCAL_IP": "127.0.0.1",
         "PYSPARK_PYTHON": sys.executable,
     }
-    return env | overrides
 
 
 class Process:
