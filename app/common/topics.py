@@ -40,6 +40,8 @@ TOPICS = (
     # As long as the raw trades, so a rejected record can be looked at beside its neighbours.
     Topic("dead_letter_topic", scaled=False, retention_ms=30 * DAY_MS),
     Topic("metrics_topic", scaled=False, retention_ms=DAY_MS, durable=False),
+    # One small record per symbol and minute: a month of evidence that the windows matched.
+    Topic("reconciliation_topic", scaled=False, retention_ms=30 * DAY_MS),
 )
 
 
