@@ -1,4 +1,5 @@
-"""The dashboard's Kafka data layer: window upserts, pipeline metrics and the dead-letter count.
+"""The dashboard's Kafka data layer: window upserts, pipeline metrics, the dead-letter count and
+the reconciliation of final windows against the exchange's klines.
 
 `WindowFeed` reads the aggregates and metrics topics with one kafka-python-ng consumer (no consumer
 group: every dashboard process keeps its own in-memory view) and answers questions about them:
@@ -9,6 +10,9 @@ group: every dashboard process keeps its own in-memory view) and answers questio
     feed.windows("BTCUSDT")          # [WindowStats, ...] oldest first, within the history bound
     feed.health()                    # late rows dropped, dead letters, producer counters
     feed.status()                    # connected / unreachable / waiting for a topic, and why
+    feed.reconciliation()            # N of M minutes matched, and the mismatches
+
+The reconciliation topic is read once it exists; a pipeline without reconciliation is not waited for.
 
 What happens to each record (the upsert rule, the history bound) and what the feed reports about
 the pipeline and about Kafka are pure functions in state.py; this class only does the I/O around them.
@@ -31,7 +35,15 @@ from typing import Any
 from kafka import KafkaConsumer, TopicPartition
 from kafka.errors import KafkaError, NoBrokersAvailable
 
-from app.common.schema import Metric, ProducerMetric, SparkMetric, WindowStats, metric_from_json, now_ms
+from app.common.schema import (
+    Metric,
+    ProducerMetric,
+    Reconciliation,
+    SparkMetric,
+    WindowStats,
+    metric_from_json,
+    now_ms,
+)
 from app.common.settings import Settings
 from app.dashboard import state
 from app.dashboard.state import (
@@ -39,6 +51,8 @@ from app.dashboard.state import (
     FeedState,
     FeedStatus,
     PipelineHealth,
+    ReconciliationSummary,
+    ReconciliationTable,
     SparkBatches,
     SparkHealth,
 )
@@ -58,6 +72,7 @@ class WindowFeed:
         metrics_topic: str,
         dead_letter_topic: str,
         *,
+        reconciliation_topic: str | None = None,
         history_hours: float = 24.0,
         timeout_s: float = 3.0,
         offsets_every_s: float = 2.0,
@@ -69,6 +84,7 @@ class WindowFeed:
         self.aggregates_topic = aggregates_topic
         self.metrics_topic = metrics_topic
         self.dead_letter_topic = dead_letter_topic
+        self.reconciliation_topic = reconciliation_topic
         self.history_ms = int(history_hours * HOUR_MS)
         self._timeout_ms = max(int(timeout_s * 1000), 1000)
         self._offsets_every_ms = int(offsets_every_s * 1000)
@@ -89,6 +105,7 @@ class WindowFeed:
 
         # Guarded by _state_lock.
         self._windows: dict[str, dict[int, WindowStats]] = {}
+        self._reconciliations: ReconciliationTable = {}
         self._spark = SparkBatches()
         self._producer: ProducerMetric | None = None
         self._dead_letters: int | None = None
@@ -102,6 +119,7 @@ class WindowFeed:
             settings.aggregates_topic,
             settings.metrics_topic,
             settings.dead_letter_topic,
+            reconciliation_topic=settings.reconciliation_topic,
             history_hours=settings.dashboard_history_hours,
             **kwargs,
         )
@@ -131,6 +149,10 @@ class WindowFeed:
                 dead_letters=self._dead_letters,
                 bad_records=self._bad_records,
             )
+
+    def reconciliation(self) -> ReconciliationSummary:
+        with self._state_lock:
+            return state.summarize(self._reconciliations.values())
 
     def status(self) -> FeedStatus:
         with self._state_lock:
@@ -283,12 +305,13 @@ class WindowFeed:
         assert consumer is not None
         missing = []
         new: list[TopicPartition] = []
-        for topic in (self.aggregates_topic, self.metrics_topic):
+        for topic in self._topics():
             if topic in self._assigned:
                 continue
             partitions = consumer.partitions_for_topic(topic)
             if not partitions:
-                missing.append(topic)
+                if topic != self.reconciliation_topic:
+                    missing.append(topic)
                 continue
             self._assigned.add(topic)
             new.extend(TopicPartition(topic, p) for p in sorted(partitions))
@@ -310,6 +333,10 @@ class WindowFeed:
         if self.aggregates_topic in missing:
             # Nothing to catch up with yet: the app may render its "no data" state.
             self._ready.set()
+
+    def _topics(self) -> tuple[str, ...]:
+        required = (self.aggregates_topic, self.metrics_topic)
+        return required + ((self.reconciliation_topic,) if self.reconciliation_topic else ())
 
     def _fetch(self, max_wait_s: float) -> int:
         consumer = self._consumer
@@ -341,7 +368,7 @@ class WindowFeed:
             self._unreachable(reason)
             return
         try:
-            if len(self._assigned) < 2:
+            if len(self._assigned) < len(self._topics()):
                 self._assign()
             partitions = consumer.partitions_for_topic(self.dead_letter_topic)
             dead_letters = None
@@ -358,7 +385,8 @@ class WindowFeed:
             cutoff = state.history_cutoff_ms(self._clock_ms(), self.history_ms)
             self._spark.prune(cutoff)
             state.prune(self._windows, cutoff)
-        if len(self._assigned) == 2:
+            state.prune_reconciliations(self._reconciliations, cutoff)
+        if {self.aggregates_topic, self.metrics_topic} <= self._assigned:
             self._reached(FeedState.CONNECTED, "connected")
 
     def _apply(self, records: Iterable[Any]) -> int:
@@ -370,6 +398,10 @@ class WindowFeed:
                 try:
                     if record.topic == self.aggregates_topic:
                         state.upsert(self._windows, WindowStats.from_json(record.value), cutoff)
+                    elif record.topic == self.reconciliation_topic:
+                        state.record_reconciliation(
+                            self._reconciliations, Reconciliation.from_json(record.value), cutoff
+                        )
                     else:
                         self._metric(metric_from_json(record.key, record.value))
                 except (ValueError, KeyError, TypeError, InvalidOperation) as exc:

@@ -14,7 +14,7 @@ from collections.abc import Iterable, Mapping, MutableMapping
 from dataclasses import dataclass, field, replace
 from enum import StrEnum
 
-from app.common.schema import ProducerMetric, WindowStats
+from app.common.schema import ProducerMetric, ReconcileStatus, Reconciliation, WindowStats
 
 HOUR_MS = 3_600_000
 MINUTE_MS = 60_000
@@ -142,6 +142,52 @@ class SparkBatches:
             last_batch_ms=self.last_batch_ms,
             watermarks_ms={query: wm for query, (_, wm) in sorted(self.watermarks.items())},
         )
+
+
+# ------------------------------------------------------------------------------ reconciliation
+
+# The latest reconciliation per window key ("<symbol>|<window_start>").
+ReconciliationTable = MutableMapping[str, Reconciliation]
+
+
+@dataclass(frozen=True, slots=True)
+class ReconciliationSummary:
+    """How the final windows within the history bound compared with the exchange's klines."""
+
+    matched: int
+    checked: int  # minutes with a kline to compare: matched + mismatched
+    unavailable: int  # minutes whose kline could not be had: not checked, not matched
+    mismatches: tuple[Reconciliation, ...]  # newest first: each one an alarm
+
+
+def record_reconciliation(table: ReconciliationTable, record: Reconciliation, cutoff_ms: int) -> None:
+    """The newest check of a window wins (a restart may check a window again)."""
+    if record.window_start < cutoff_ms:
+        return
+    current = table.get(record.key)
+    if current is None or record.checked_at >= current.checked_at:
+        table[record.key] = record
+
+
+def prune_reconciliations(table: ReconciliationTable, cutoff_ms: int) -> None:
+    for key in [k for k, record in table.items() if record.window_start < cutoff_ms]:
+        del table[key]
+
+
+def summarize(records: Iterable[Reconciliation]) -> ReconciliationSummary:
+    by_status: dict[ReconcileStatus, list[Reconciliation]] = {status: [] for status in ReconcileStatus}
+    for record in records:
+        by_status[record.status].append(record)
+    mismatches = sorted(
+        by_status[ReconcileStatus.MISMATCHED], key=lambda r: (r.window_start, r.symbol), reverse=True
+    )
+    matched = len(by_status[ReconcileStatus.MATCHED])
+    return ReconciliationSummary(
+        matched=matched,
+        checked=matched + len(mismatches),
+        unavailable=len(by_status[ReconcileStatus.UNAVAILABLE]),
+        mismatches=tuple(mismatches),
+    )
 
 
 # ------------------------------------------------------------------------------ feed status
