@@ -35,7 +35,6 @@ from tests.support.fake_exchange import FakeExchange
 from tests.support.kafka import create_topics, read_all, unique_topic, write_raw
 from tests.support.recorded import SYMBOL, complete_minute_klines, recorded_trades
 
-
 WAIT_S = 60.0
 
 

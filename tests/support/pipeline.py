@@ -29,17 +29,19 @@ PAGE_SIZE = os.sysconf("SC_PAGE_SIZE")
 def pipeline_env(
     bootstrap: str, checkpoint_dir: Path, symbols: Iterable[str], partitions: int = 2, **overrides: str
 ) -> dict[str, str]:
-    """The environment of one pipeline run: four new topics on `bootstrap`, loopback everywhere.
+    """The environment of one pipeline run: new topics on `bootstrap`, loopback everywhere.
     The raw topic never expires records, so trades with old times (replays, reprocessing) stay."""
     topics = {
         "TELEMETRY_RAW_TOPIC": unique_topic("raw"),
         "TELEMETRY_AGGREGATES_TOPIC": unique_topic("agg"),
         "TELEMETRY_DEAD_LETTER_TOPIC": unique_topic("dlq"),
         "TELEMETRY_METRICS_TOPIC": unique_topic("metrics"),
+        "TELEMETRY_RECONCILIATION_TOPIC": unique_topic("recon"),
     }
     create_topics(bootstrap, [topics["TELEMETRY_RAW_TOPIC"]], partitions, {"retention.ms": "-1"})
     create_topics(bootstrap, [topics["TELEMETRY_AGGREGATES_TOPIC"]], partitions)
     create_topics(bootstrap, [topics["TELEMETRY_DEAD_LETTER_TOPIC"], topics["TELEMETRY_METRICS_TOPIC"]])
+    create_topics(bootstrap, [topics["TELEMETRY_RECONCILIATION_TOPIC"]])
     env = dict(os.environ) | topics
     env |= {
         "TELEMETRY_KAFKA_BOOTSTRAP_SERVERS": bootstrap,
