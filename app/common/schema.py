@@ -10,7 +10,8 @@ Topics
   raw trades     key = symbol (UTF-8), value = `Trade` JSON, Kafka timestamp = trade time
   aggregates     key = "<symbol>|<window_start ms>", value = `WindowStats` JSON (upserts)
   dead letters   key = the bad record's key, value = `DeadLetter` JSON
-  metrics        key = the source ("producer", "spark"), value = `ProducerMetric` / `SparkMetric` JSON
+  metrics        key = the source ("producer", "spark", "reconcile"), value = `ProducerMetric` /
+                 `SparkMetric` / `ReconcileMetric` JSON
   reconciliation key = "<symbol>|<window_start ms>", value = `Reconciliation` JSON
 
 What a valid trade is lives in one ordered table, `TRADE_RULES`. `Trade.from_json` follows it here,
