@@ -20,7 +20,7 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass
 
 import requests
-from confluent_kafka import Consumer, KafkaError, Message, Producer, TopicPartition
+from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
 
 from app.common.schema import ReconcileMetric, ReconcileStatus, WindowStats, now_ms
 from app.common.settings import Settings
@@ -35,6 +35,8 @@ METRICS_INTERVAL_S = 5.0
 METRICS_KEY = ReconcileMetric.SOURCE.encode()
 GROUP_ID = "telemetry-reconcile"
 POLL_S = 0.25
+# The job rewrites live rows every trigger: commit what is settled this often, not per record.
+COMMIT_INTERVAL_S = 5.0
 FLUSH_S = 10.0
 
 
@@ -79,6 +81,7 @@ class Reconciler:
         self.counters = Counters()
         self._metrics_interval_s = metrics_interval_s
         self._next_metrics = 0.0
+        self._next_commit = 0.0
         self._consumed: dict[int, int] = {}  # partition -> next offset
         self._committed: dict[int, int] = {}
         self._failed_delivery = False
@@ -119,10 +122,12 @@ class Reconciler:
                 outcome = self._step()
                 if outcome is not None:
                     self._publish(producer, outcome)
-                self._commit(consumer, producer)
+                self._maybe_commit(consumer, producer)
                 self._maybe_publish_metrics(producer)
         finally:
             self._maybe_publish_metrics(producer, force=True)
+            if not self._failed_delivery:
+                self._maybe_commit(consumer, producer, force=True)
             producer.flush(FLUSH_S)
             consumer.close()
             self._session.close()
@@ -204,19 +209,32 @@ class Reconciler:
             level = logging.INFO if record.status is ReconcileStatus.MATCHED else logging.WARNING
             log.log(level, "event=reconciled json=%s", record.to_json().decode())
 
-    def _commit(self, consumer: Consumer, producer: Producer) -> None:
+    def _maybe_commit(self, consumer: Consumer, producer: Producer, force: bool = False) -> None:
         """Commit what is settled, once its records are on the reconciliation topic."""
+        now = time.monotonic()
+        if now < self._next_commit and not force:
+            return
+        self._next_commit = now + COMMIT_INTERVAL_S
         held = self._plan.held_offsets()
         wanted = {p: min(held.get(p, end), end) for p, end in self._consumed.items()}
         changed = {p: o for p, o in wanted.items() if self._committed.get(p) != o}
         if not changed:
             return
-        if producer.flush(FLUSH_S) or self._failed_delivery:
-            # Not committed: a restart reads these windows again and writes their records again.
-            self._failed_delivery = False
-            return
+        if self._failed_delivery:
+            # Settled windows whose record was lost: exit uncommitted, and the restart (systemd's,
+            # or the operator's) reads those windows again and checks them again.
+            raise RuntimeError("a reconciliation record was not delivered; stopping before the commit")
+        if producer.flush(FLUSH_S):
+            return  # still queued: committed at a later interval
         topic = self._settings.aggregates_topic
-        consumer.commit(offsets=[TopicPartition(topic, p, o) for p, o in changed.items()], asynchronous=False)
+        try:
+            consumer.commit(
+                offsets=[TopicPartition(topic, p, o) for p, o in changed.items()], asynchronous=False
+            )
+        except KafkaException as exc:
+            # Tried again at the next interval; until then a restart would only check again.
+            log.warning("event=commit_failed error=%r", str(exc))
+            return
         self._committed.update(changed)
 
     def _maybe_publish_metrics(self, producer: Producer, force: bool = False) -> None:
