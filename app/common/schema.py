@@ -10,7 +10,9 @@ Topics
   raw trades     key = symbol (UTF-8), value = `Trade` JSON, Kafka timestamp = trade time
   aggregates     key = "<symbol>|<window_start ms>", value = `WindowStats` JSON (upserts)
   dead letters   key = the bad record's key, value = `DeadLetter` JSON
-  metrics        key = the source ("producer", "spark"), value = `ProducerMetric` / `SparkMetric` JSON
+  metrics        key = the source ("producer", "spark", "reconcile"), value = `ProducerMetric` /
+                 `SparkMetric` / `ReconcileMetric` JSON
+  reconciliation key = "<symbol>|<window_start ms>", value = `Reconciliation` JSON
 
 What a valid trade is lives in one ordered table, `TRADE_RULES`. `Trade.from_json` follows it here,
 the producer checks what it reads from Binance with the same rules (`field_value`), and the Spark
@@ -27,7 +29,7 @@ import time
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import MISSING, asdict, dataclass, field, fields
 from decimal import Decimal
-from enum import Enum, auto
+from enum import Enum, StrEnum, auto
 from functools import cache
 from string import Formatter
 from typing import Any, ClassVar, TypeVar
@@ -442,6 +444,80 @@ def window_key(symbol: str, window_start: int) -> str:
     return f"{symbol}|{window_start}"
 
 
+# ------------------------------------------------------------------------------- reconciliation
+
+
+class ReconcileStatus(StrEnum):
+    MATCHED = "matched"  # every compared field equals the exchange's kline
+    MISMATCHED = "mismatched"  # some field differs: trades were lost, doubled or changed
+    UNAVAILABLE = "unavailable"  # no usable kline after every retry: not checked, never a match
+
+
+@dataclass(frozen=True, slots=True)
+class FieldDifference:
+    """One field of a final window that differs from the exchange's kline, exactly."""
+
+    field: str  # the WindowStats field name
+    pipeline: Decimal
+    exchange: Decimal
+
+    @property
+    def difference(self) -> Decimal:
+        """Pipeline minus exchange."""
+        return self.pipeline - self.exchange
+
+
+@dataclass(frozen=True, slots=True)
+class Reconciliation:
+    """A final window checked against the exchange's 1-minute kline (app/reconcile)."""
+
+    symbol: str
+    window_start: int  # ms, the kline's open time
+    status: ReconcileStatus
+    differences: tuple[FieldDifference, ...] = ()
+    reason: str = ""  # why a kline was unavailable
+    checked_at: int = 0  # ms since epoch
+
+    @property
+    def key(self) -> str:
+        return window_key(self.symbol, self.window_start)
+
+    def to_json(self) -> bytes:
+        return _encode(
+            {
+                "symbol": self.symbol,
+                "window_start": self.window_start,
+                "status": self.status.value,
+                "differences": [
+                    {"field": d.field, "pipeline": _plain(d.pipeline), "exchange": _plain(d.exchange)}
+                    for d in self.differences
+                ],
+                "reason": self.reason,
+                "checked_at": self.checked_at,
+            }
+        )
+
+    @classmethod
+    def from_json(cls, raw: bytes | str) -> Reconciliation:
+        payload = _json_object(raw, "reconciliation")
+        try:
+            status = ReconcileStatus(_as_str("status", payload.get("status")))
+            differences = tuple(
+                FieldDifference(_as_str("field", d["field"]), Decimal(d["pipeline"]), Decimal(d["exchange"]))
+                for d in payload.get("differences", [])
+            )
+        except (ValueError, KeyError, TypeError, ArithmeticError) as exc:
+            raise RecordError(f"reconciliation is malformed: {exc!r}") from None
+        return cls(
+            symbol=_as_str("symbol", payload.get("symbol")),
+            window_start=_as_int("window_start", payload.get("window_start")),
+            status=status,
+            differences=differences,
+            reason=_as_str("reason", payload.get("reason", "")),
+            checked_at=_as_int("checked_at", payload.get("checked_at", 0)),
+        )
+
+
 # ---------------------------------------------------------------------- plain records: decoding
 
 
@@ -663,7 +739,34 @@ class SparkLedger:
         return _decode(cls, payload)
 
 
-Metric = ProducerMetric | SparkMetric | SparkLedger
+@dataclass(frozen=True, slots=True)
+class ReconcileMetric:
+    """The reconciler's report; its counters are cumulative since it started."""
+
+    SOURCE: ClassVar[str] = "reconcile"
+
+    time: int = 0  # ms since epoch, when the report was made
+    kline_requests: int = 0
+    weight_spent: int = 0  # request weight of those requests
+    klines_missing: int = 0  # a requested complete minute the answer did not hold
+    klines_malformed: int = 0  # a kline row (or a whole answer) that could not be read
+    http_errors: int = 0  # 429, 418, 5xx, timeouts and refused connections
+    retries: int = 0  # minutes asked for again after one of the above
+    matched: int = 0
+    mismatched: int = 0
+    unavailable: int = 0
+    used_weight_1m: int = 0  # the exchange's count for this IP, the producer's weight included
+    budget_per_minute: int = 0
+
+    def to_json(self) -> bytes:
+        return _encode({"source": self.SOURCE} | asdict(self))
+
+    @classmethod
+    def from_payload(cls, payload: Mapping[str, Any]) -> ReconcileMetric:
+        return _decode(cls, payload)
+
+
+Metric = ProducerMetric | SparkMetric | SparkLedger | ReconcileMetric
 
 
 def metric_from_json(key: bytes | None, raw: bytes | str) -> Metric | None:
@@ -671,7 +774,7 @@ def metric_from_json(key: bytes | None, raw: bytes | str) -> Metric | None:
     version does not know. RecordError (a ValueError) for anything that is not a valid metric."""
     payload = _json_object(raw, "metric")
     source = payload.get("source") or (key.decode() if key else "")
-    for kind in (ProducerMetric, SparkMetric, SparkLedger):
+    for kind in (ProducerMetric, SparkMetric, SparkLedger, ReconcileMetric):
         if source == kind.SOURCE:
             return kind.from_payload(payload)
     return None

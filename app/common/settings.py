@@ -26,7 +26,7 @@ from typing import Any, get_type_hints
 
 ENV_PREFIX = "TELEMETRY_"
 # The systemd units of the pipeline role and the services' command lines.
-SERVICES = ("producer", "processing", "dashboard")
+SERVICES = ("producer", "processing", "dashboard", "reconcile")
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
 
@@ -142,7 +142,7 @@ class KafkaSettings(_Group):
     aggregates_topic: str = setting(
         "aggregated_crypto_stats",
         help="window rows, key = `symbol|window_start`",
-        read_by={"processing", "dashboard"},
+        read_by={"processing", "dashboard", "reconcile"},
     )
     dead_letter_topic: str = setting(
         "raw_crypto_trades_dlq",
@@ -156,6 +156,11 @@ class KafkaSettings(_Group):
     )
     metrics_topic: str = setting(
         "pipeline_metrics", help="producer counters and Spark batch figures", read_by=set(SERVICES)
+    )
+    reconciliation_topic: str = setting(
+        "window_reconciliations",
+        help="final windows checked against the exchange's 1-minute klines, key = `symbol|window_start`",
+        read_by={"reconcile", "dashboard"},
     )
     kafka_security_protocol: str = setting(
         "PLAINTEXT",
@@ -245,10 +250,13 @@ class ProducerSettings(_Group):
     source: str = setting(
         "binance",
         help="`binance` (REST API v3) or `replay` (a Binance trades CSV)",
-        read_by={"producer"},
+        # Replayed trades have no exchange klines to be checked against.
+        read_by={"producer", "reconcile"},
     )
     binance_base_url: str = setting(
-        "https://api.binance.com", help="API base URL (a mirror, or a test server)", read_by={"producer"}
+        "https://api.binance.com",
+        help="API base URL (a mirror, or a test server)",
+        read_by={"producer", "reconcile"},
     )
     replay_file: Path = setting(
         _SAMPLE_FILE,
@@ -258,15 +266,17 @@ class ProducerSettings(_Group):
     replay_speed: float = setting(1.0, help="1 = real time, 0 = as fast as possible", read_by={"producer"})
     weight_budget_per_minute: int = setting(
         3000,  # half of Binance's 6,000 weight/min IP limit
-        help="request weight per minute, of Binance's 6,000 limit",
-        read_by={"producer"},
+        help="request weight per minute, of Binance's 6,000 limit (producer and reconciliation together)",
+        read_by={"producer", "reconcile"},
     )
     # The shortest interval one symbol keeps within 80 % of the default budget (make bench: with the
     # 500 ms trigger it takes trade -> aggregate p50 from 2.0 s to 1.4 s).
     poll_interval_s: float = setting(
         0.625, help="seconds between polls of a symbol (stretched to fit the budget)", read_by={"producer"}
     )
-    http_timeout_s: float = setting(10.0, help="HTTP timeout per request, seconds", read_by={"producer"})
+    http_timeout_s: float = setting(
+        10.0, help="HTTP timeout per request, seconds", read_by={"producer", "reconcile"}
+    )
     event_time_lead: Duration | None = setting(
         None,
         help="how far one symbol may run ahead of the others in event time; at most, and when unset, "

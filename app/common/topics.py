@@ -43,6 +43,8 @@ TOPICS = (
     # Each late trade as it arrived, with the window it missed: as long as the raw trades.
     Topic("late_trades_topic", scaled=False, retention_ms=30 * DAY_MS),
     Topic("metrics_topic", scaled=False, retention_ms=DAY_MS, durable=False),
+    # One small record per symbol and minute: a month of evidence that the windows matched.
+    Topic("reconciliation_topic", scaled=False, retention_ms=30 * DAY_MS),
 )
 
 

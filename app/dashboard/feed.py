@@ -1,4 +1,5 @@
-"""The dashboard's Kafka data layer: window upserts, pipeline metrics, late trades and record counts.
+"""The dashboard's Kafka data layer: window upserts, pipeline metrics, late trades, record counts
+and the reconciliation of final windows against the exchange's klines.
 
 `WindowFeed` reads the aggregates, metrics and late-trades topics with one kafka-python-ng consumer
 (no consumer group: every dashboard process keeps its own in-memory view) and answers questions
@@ -10,6 +11,9 @@ about them:
     feed.windows("BTCUSDT")          # [WindowStats, ...] oldest first, within the history bound
     feed.health()                    # late trades, dead letters, records accounted, producer counters
     feed.status()                    # connected / unreachable / waiting for a topic, and why
+    feed.reconciliation()            # N of M minutes matched, and the mismatches
+
+The reconciliation topic is read once it exists; a pipeline without reconciliation is not waited for.
 
 What happens to each record (the upsert rule, the history bound) and what the feed reports about
 the pipeline and about Kafka are pure functions in state.py; this class only does the I/O around them.
@@ -37,6 +41,7 @@ from app.common.schema import (
     LateTrade,
     Metric,
     ProducerMetric,
+    Reconciliation,
     SparkLedger,
     SparkMetric,
     WindowStats,
@@ -50,6 +55,8 @@ from app.dashboard.state import (
     FeedState,
     FeedStatus,
     PipelineHealth,
+    ReconciliationSummary,
+    ReconciliationTable,
     SparkBatches,
     SparkHealth,
 )
@@ -71,6 +78,7 @@ class WindowFeed:
         late_trades_topic: str,
         raw_topic: str,
         *,
+        reconciliation_topic: str | None = None,
         history_hours: float = 24.0,
         timeout_s: float = 3.0,
         offsets_every_s: float = 2.0,
@@ -90,6 +98,7 @@ class WindowFeed:
         self.dead_letter_topic = dead_letter_topic
         self.late_trades_topic = late_trades_topic
         self.raw_topic = raw_topic
+        self.reconciliation_topic = reconciliation_topic
         self.history_ms = int(history_hours * HOUR_MS)
         self._timeout_ms = max(int(timeout_s * 1000), 1000)
         self._offsets_every_ms = int(offsets_every_s * 1000)
@@ -110,6 +119,7 @@ class WindowFeed:
 
         # Guarded by _state_lock.
         self._windows: dict[str, dict[int, WindowStats]] = {}
+        self._reconciliations: ReconciliationTable = {}
         self._spark = SparkBatches()
         self._producer: ProducerMetric | None = None
         self._dead_letters: int | None = None
@@ -128,6 +138,7 @@ class WindowFeed:
             settings.dead_letter_topic,
             settings.late_trades_topic,
             settings.raw_topic,
+            reconciliation_topic=settings.reconciliation_topic,
             history_hours=settings.dashboard_history_hours,
             security=kafka_python_config(settings),
             refusal_hint=refusal_hint(settings),
@@ -161,6 +172,10 @@ class WindowFeed:
                 accounting=state.accounting(self._ledgers.values(), self._raw_records),
                 bad_records=self._bad_records,
             )
+
+    def reconciliation(self) -> ReconciliationSummary:
+        with self._state_lock:
+            return state.summarize(self._reconciliations.values())
 
     def status(self) -> FeedStatus:
         with self._state_lock:
@@ -323,7 +338,8 @@ class WindowFeed:
                 continue
             partitions = consumer.partitions_for_topic(topic)
             if not partitions:
-                missing.append(topic)
+                if topic != self.reconciliation_topic:
+                    missing.append(topic)
                 continue
             self._assigned.add(topic)
             new.extend(TopicPartition(topic, p) for p in sorted(partitions))
@@ -348,7 +364,8 @@ class WindowFeed:
 
     @property
     def _read_topics(self) -> tuple[str, ...]:
-        return (self.aggregates_topic, self.metrics_topic, self.late_trades_topic)
+        required = (self.aggregates_topic, self.metrics_topic, self.late_trades_topic)
+        return required + ((self.reconciliation_topic,) if self.reconciliation_topic else ())
 
     def _fetch(self, max_wait_s: float) -> int:
         consumer = self._consumer
@@ -394,7 +411,8 @@ class WindowFeed:
             self._spark.prune(cutoff)
             self._late.prune(cutoff)
             state.prune(self._windows, cutoff)
-        if len(self._assigned) == len(self._read_topics):
+            state.prune_reconciliations(self._reconciliations, cutoff)
+        if {self.aggregates_topic, self.metrics_topic, self.late_trades_topic} <= self._assigned:
             self._reached(FeedState.CONNECTED, "connected")
 
     def _records_in(self, topic: str) -> int | None:
@@ -420,6 +438,10 @@ class WindowFeed:
                         state.upsert(self._windows, WindowStats.from_json(record.value), cutoff)
                     elif record.topic == self.late_trades_topic:
                         self._late.add(LateTrade.from_json(record.value), cutoff)
+                    elif record.topic == self.reconciliation_topic:
+                        state.record_reconciliation(
+                            self._reconciliations, Reconciliation.from_json(record.value), cutoff
+                        )
                     else:
                         self._metric(metric_from_json(record.key, record.value))
                 except (ValueError, KeyError, TypeError, InvalidOperation) as exc:

@@ -17,6 +17,7 @@ from app.common.settings import Settings
 from app.dashboard import view
 from app.dashboard.charts import chart_specs
 from app.dashboard.feed import FeedState, WindowFeed
+from app.dashboard.state import ReconciliationSummary
 
 log = logging.getLogger(__name__)
 
@@ -63,6 +64,26 @@ def main() -> None:
         SPANS_MINUTES[span or DEFAULT_SPAN],
         settings.dashboard_history_hours,
     )
+
+
+# A flood of mismatches (say, a lost partition) needs the first few and the count, not all of them.
+MISMATCHES_SHOWN = 20
+
+
+def reconciliation_panel(summary: ReconciliationSummary) -> None:
+    """The final windows against the exchange's klines; any mismatch is an alarm."""
+    headline = view.reconciliation_headline(summary)
+    if summary.mismatches:
+        lines = "\n".join(f"- {view.mismatch_text(r)}" for r in summary.mismatches[:MISMATCHES_SHOWN])
+        st.error(
+            f"Reconciliation alarm: {headline}. Trades were lost, doubled or changed between the "
+            f"exchange and the aggregates in these minutes (pipeline vs exchange):\n{lines}",
+            icon="🚨",
+        )
+    elif summary.checked or summary.unavailable:
+        st.success(f"Reconciliation against the exchange's 1-minute klines: {headline}.")
+    else:
+        st.caption("Reconciliation: no final window checked against the exchange's klines yet.")
 
 
 def live_panel(feed: WindowFeed, symbol: str, span_minutes: int, history_hours: float) -> None:
@@ -135,6 +156,7 @@ def live_panel(feed: WindowFeed, symbol: str, span_minutes: int, history_hours: 
             ),
         )
     kafka.metric("Kafka", status.state.value.replace("_", " "))
+    reconciliation_panel(feed.reconciliation())
     took_ms = (time.perf_counter() - started) * 1000
     st.caption(
         f"{len(windows)} windows of {symbol} in memory · newest "

@@ -15,7 +15,15 @@ from dataclasses import dataclass, field, replace
 from decimal import Decimal
 from enum import StrEnum
 
-from app.common.schema import LateTrade, ProducerMetric, SparkLedger, Trade, WindowStats
+from app.common.schema import (
+    LateTrade,
+    ProducerMetric,
+    ReconcileStatus,
+    Reconciliation,
+    SparkLedger,
+    Trade,
+    WindowStats,
+)
 
 HOUR_MS = 3_600_000
 MINUTE_MS = 60_000
@@ -207,6 +215,52 @@ def accounting(ledgers: Iterable[SparkLedger], raw_records: int | None) -> Accou
         accounted=sum(ledger.accounted for ledger in kept),
         open_trades=sum(ledger.open_trades for ledger in kept),
         raw_records=raw_records,
+    )
+
+
+# ------------------------------------------------------------------------------ reconciliation
+
+# The latest reconciliation per window key ("<symbol>|<window_start>").
+ReconciliationTable = MutableMapping[str, Reconciliation]
+
+
+@dataclass(frozen=True, slots=True)
+class ReconciliationSummary:
+    """How the final windows within the history bound compared with the exchange's klines."""
+
+    matched: int
+    checked: int  # minutes with a kline to compare: matched + mismatched
+    unavailable: int  # minutes whose kline could not be had: not checked, not matched
+    mismatches: tuple[Reconciliation, ...]  # newest first: each one an alarm
+
+
+def record_reconciliation(table: ReconciliationTable, record: Reconciliation, cutoff_ms: int) -> None:
+    """The newest check of a window wins (a restart may check a window again)."""
+    if record.window_start < cutoff_ms:
+        return
+    current = table.get(record.key)
+    if current is None or record.checked_at >= current.checked_at:
+        table[record.key] = record
+
+
+def prune_reconciliations(table: ReconciliationTable, cutoff_ms: int) -> None:
+    for key in [k for k, record in table.items() if record.window_start < cutoff_ms]:
+        del table[key]
+
+
+def summarize(records: Iterable[Reconciliation]) -> ReconciliationSummary:
+    by_status: dict[ReconcileStatus, list[Reconciliation]] = {status: [] for status in ReconcileStatus}
+    for record in records:
+        by_status[record.status].append(record)
+    mismatches = sorted(
+        by_status[ReconcileStatus.MISMATCHED], key=lambda r: (r.window_start, r.symbol), reverse=True
+    )
+    matched = len(by_status[ReconcileStatus.MATCHED])
+    return ReconciliationSummary(
+        matched=matched,
+        checked=matched + len(mismatches),
+        unavailable=len(by_status[ReconcileStatus.UNAVAILABLE]),
+        mismatches=tuple(mismatches),
     )
 
 

@@ -10,12 +10,14 @@ import bisect
 import functools
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from decimal import ROUND_DOWN, ROUND_HALF_EVEN, Context, Decimal
 
 import pandas as pd
 
-from app.common.schema import WindowStats
+from app.common.schema import FieldDifference, Reconciliation, WindowStats
 from app.core.windows import WINDOW_MS, window_start
+from app.dashboard.state import ReconciliationSummary
 
 BPS = Decimal(10_000)
 BPS_QUANTUM = Decimal("0.01")
@@ -169,3 +171,25 @@ def format_share(share: Decimal | None) -> str:
     if share is None:
         return "n/a"
     return f"{(share * 100).quantize(Decimal('0.01'), rounding=ROUND_DOWN)} %"
+
+
+# ----------------------------------------------------------------------------- reconciliation
+
+
+def reconciliation_headline(summary: ReconciliationSummary) -> str:
+    """'N of M minutes matched', and how many could not be checked when some could not."""
+    text = f"{summary.matched:,} of {summary.checked:,} minutes matched"
+    return text + (f", {summary.unavailable:,} not checked" if summary.unavailable else "")
+
+
+def mismatch_text(record: Reconciliation) -> str:
+    """One mismatch as an alarm line: the minute, then each field, both values and the difference."""
+    minute = datetime.fromtimestamp(record.window_start / 1000, tz=UTC).strftime("%Y-%m-%d %H:%M UTC")
+    return f"{record.symbol} {minute}: " + "; ".join(_difference_text(d) for d in record.differences)
+
+
+def _difference_text(difference: FieldDifference) -> str:
+    return (
+        f"{difference.field} {difference.pipeline.normalize():f} vs exchange "
+        f"{difference.exchange.normalize():f} ({difference.difference.normalize():+f})"
+    )

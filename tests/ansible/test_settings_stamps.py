@@ -20,7 +20,12 @@ from tests.ansible.rendering import ANSIBLE_DIR, INVENTORY, REPO, Rendered, prop
 FIELDS = [field.name for field in dataclasses.fields(Settings)]
 ROLE_SETTINGS = ANSIBLE_DIR / "roles" / "pipeline" / "vars" / "settings.yml"
 # The package each service runs from.
-SERVICE_PACKAGES = {"producer": "app/producer", "processing": "app/processing", "dashboard": "app/dashboard"}
+SERVICE_PACKAGES = {
+    "producer": "app/producer",
+    "processing": "app/processing",
+    "dashboard": "app/dashboard",
+    "reconcile": "app/reconcile",
+}
 
 
 @pytest.fixture(scope="module")

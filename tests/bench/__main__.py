@@ -18,7 +18,7 @@ from typing import Any
 
 from app.common.settings import Settings
 from app.localkafka.broker import LocalBroker
-from tests.bench import checks, machine, report
+from tests.bench import checks, machine, reconcile, report
 from tests.bench.catchup import run_catch_up
 from tests.bench.dashboard import run_dashboard
 from tests.bench.live import run_live
@@ -56,7 +56,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--size", choices=sorted(SIZES), default="full")
     parser.add_argument("--no-browser", action="store_true", help="no headless Chromium on the dashboard")
     parser.add_argument("--keep", action="store_true", help="keep the work directory (logs) afterwards")
-    parser.add_argument("--only", default="", help="comma-separated phases: live,replay,catch_up,dashboard")
+    parser.add_argument(
+        "--only", default="", help="comma-separated phases: live,replay,catch_up,dashboard,reconciliation"
+    )
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
     # kafka-python narrates every fetch it cancels when read_all() closes a consumer.
@@ -135,6 +137,10 @@ def main(argv: list[str] | None = None) -> int:
             )
             if dashboard:
                 results["dashboard"] = dashboard
+        if wanted("reconciliation"):
+            results["reconciliation"] = _attempt(
+                results, "reconciliation", reconcile.run_reconciliation, broker, work / "reconciliation"
+            )
     except KeyboardInterrupt as exc:  # Ctrl-C or SIGTERM: the children are stopped, report what ran
         log.warning("interrupted: %s", exc)
         results["interrupted"] = True
@@ -148,9 +154,9 @@ def main(argv: list[str] | None = None) -> int:
             shutil.rmtree(work, ignore_errors=True)
 
     results["exactness"] = checks.exactness_total(results)
-    failures = checks.correctness_failures(results)
+    failures = checks.correctness_failures(results) + reconcile.failures(results.get("reconciliation"))
     results["correctness_failures"] = failures
-    rows = checks.figures(results)
+    rows = checks.figures(results) + reconcile.figures(results.get("reconciliation"))
     results["table"] = [row.__dict__ for row in rows]
     report.write_json(RESULTS / "bench.json", results)
     charted = report.latency_chart(RESULTS / "latency.png", samples)

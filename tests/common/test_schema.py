@@ -10,7 +10,11 @@ import pytest
 from app.common.schema import (
     MAX_TRADE_TIME_MS,
     DeadLetter,
+    FieldDifference,
     ProducerMetric,
+    ReconcileMetric,
+    ReconcileStatus,
+    Reconciliation,
     RecordError,
     SparkMetric,
     Trade,
@@ -168,3 +172,28 @@ def test_field_checks_give_the_reasons_of_the_whole_record() -> None:
         with pytest.raises(RecordError) as from_record:
             Trade.from_json(json.dumps(GOOD | {name: value}))
         assert str(from_field.value) == str(from_record.value)
+
+
+def test_a_reconciliation_round_trips_with_exact_values_and_refuses_an_unknown_status() -> None:
+    mismatch = Reconciliation(
+        "BTCUSDT",
+        1_781_505_540_000,
+        ReconcileStatus.MISMATCHED,
+        (FieldDifference("quote_volume", Decimal("2764.48648080"), Decimal("2764.4864808000000000001")),),
+        checked_at=5,
+    )
+    unavailable = Reconciliation("ETHUSDT", 60_000, ReconcileStatus.UNAVAILABLE, reason="HTTP 500")
+    for record in (mismatch, unavailable):
+        assert Reconciliation.from_json(record.to_json()) == record
+    assert mismatch.differences[0].difference == Decimal("-1E-19")
+    assert json.loads(mismatch.to_json())["differences"][0]["pipeline"] == "2764.48648080"
+    payload = json.loads(unavailable.to_json()) | {"status": "fine"}
+    with pytest.raises(RecordError):
+        Reconciliation.from_json(json.dumps(payload))
+
+
+def test_the_reconcilers_metric_is_read_by_its_source() -> None:
+    metric = ReconcileMetric(
+        time=7, kline_requests=3, weight_spent=6, klines_missing=1, budget_per_minute=3000
+    )
+    assert metric_from_json(None, metric.to_json()) == metric

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Iterator
+from decimal import Decimal
 from pathlib import Path
 
 import pyarrow as pa
@@ -12,6 +13,7 @@ import pytest
 import streamlit as st
 from streamlit.testing.v1 import AppTest
 
+from app.common.schema import FieldDifference, ReconcileStatus, Reconciliation
 from app.core.windows import WINDOW_MS
 from app.localkafka.broker import free_port
 from tests.dashboard.conftest import Topics, new_topics
@@ -27,7 +29,7 @@ from tests.dashboard.helpers import (
     spark_report,
     window,
 )
-from tests.support.kafka import write_raw
+from tests.support.kafka import create_topics, unique_topic, write_raw
 
 APP = str(Path(__file__).resolve().parents[2] / "app" / "dashboard" / "streamlit_app.py")
 
@@ -219,3 +221,32 @@ def test_a_rerun_shows_24_hours_of_windows(
     caption = at.caption[-1].value
     assert "windows of BTCUSDT" in caption
     assert float(caption.rsplit("rendered in ", 1)[1].removesuffix(" ms")) > 0
+
+
+def test_reconciliation_shows_matched_minutes_and_raises_an_alarm_for_a_mismatch(
+    monkeypatch: pytest.MonkeyPatch, bootstrap: str, topics: Topics
+) -> None:
+    configure(monkeypatch, bootstrap, topics)
+    reconciliations = unique_topic("recon")
+    create_topics(bootstrap, [reconciliations])
+    monkeypatch.setenv("TELEMETRY_RECONCILIATION_TOPIC", reconciliations)
+    start = minute(now_ms()) - 3 * WINDOW_MS
+    seed_windows(bootstrap, topics.aggregates, [final(window(start, ["100.00"]))])
+    records = [
+        Reconciliation("BTCUSDT", start, ReconcileStatus.MATCHED, checked_at=1),
+        Reconciliation(
+            "BTCUSDT",
+            start + WINDOW_MS,
+            ReconcileStatus.MISMATCHED,
+            (FieldDifference("trade_count", Decimal(29), Decimal(30)),),
+            checked_at=1,
+        ),
+    ]
+    write_raw(bootstrap, reconciliations, [(r.key.encode(), r.to_json(), None) for r in records])
+
+    at = AppTest.from_file(APP, default_timeout=30)
+    at.run()
+    assert not at.exception
+    (alarm,) = at.error
+    assert "1 of 2 minutes matched" in alarm.value
+    assert "trade_count 29 vs exchange 30 (-1)" in alarm.value

@@ -12,6 +12,7 @@ from dataclasses import replace
 from decimal import Decimal
 from pathlib import Path
 
+from app.common.schema import FieldDifference, ReconcileStatus, Reconciliation
 from app.core.windows import WINDOW_MS
 from app.dashboard.feed import FeedState, WindowFeed
 from app.localkafka.broker import LocalBroker, free_port
@@ -26,7 +27,7 @@ from tests.dashboard.helpers import (
     spark_report,
     window,
 )
-from tests.support.kafka import create_topics, write_raw
+from tests.support.kafka import create_topics, unique_topic, write_raw
 
 HOUR_MS = 3_600_000
 
@@ -327,3 +328,31 @@ def test_readers_in_other_threads_see_consistent_state_while_the_feed_applies_ro
     assert not failures, failures
     assert done
     assert feed.windows("BTCUSDT") == sorted(rows, key=lambda w: w.window_start)
+
+
+def test_reconciliations_are_read_once_their_topic_exists_and_never_waited_for(
+    bootstrap: str, topics: Topics, feeds: list[WindowFeed]
+) -> None:
+    reconciliations = unique_topic("recon")
+    start = minute(now_ms()) - 5 * WINDOW_MS
+    seed_windows(bootstrap, topics.aggregates, [final(window(start, ["100.00"]))])
+    feed = open_feed(bootstrap, topics, feeds, reconciliation_topic=reconciliations)
+    poll_until(feed, lambda: feed.status().caught_up)
+    assert feed.status().state is FeedState.CONNECTED, "a pipeline without reconciliation is not waited for"
+    assert feed.reconciliation().checked == 0
+
+    create_topics(bootstrap, [reconciliations])
+    matched = Reconciliation("BTCUSDT", start, ReconcileStatus.MATCHED, checked_at=1)
+    mismatched = Reconciliation(
+        "BTCUSDT",
+        start + WINDOW_MS,
+        ReconcileStatus.MISMATCHED,
+        (FieldDifference("base_volume", Decimal("1.5"), Decimal("2.0")),),
+        checked_at=1,
+    )
+    write_raw(
+        bootstrap, reconciliations, [(r.key.encode(), r.to_json(), None) for r in (matched, mismatched)]
+    )
+    poll_until(feed, lambda: feed.reconciliation().checked == 2)
+    summary = feed.reconciliation()
+    assert (summary.matched, summary.mismatches) == (1, (mismatched,))

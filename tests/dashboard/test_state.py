@@ -7,7 +7,15 @@ from decimal import Decimal
 
 import pytest
 
-from app.common.schema import LateTrade, ProducerMetric, SparkLedger, WindowStats
+from app.common.schema import (
+    FieldDifference,
+    LateTrade,
+    ProducerMetric,
+    ReconcileStatus,
+    Reconciliation,
+    SparkLedger,
+    WindowStats,
+)
 from app.core.windows import WINDOW_MS
 from app.dashboard import state
 from app.dashboard.state import RECENT_BATCH_IDS, FeedState, SparkBatches, WindowTable
@@ -201,3 +209,47 @@ def test_waiting_names_every_missing_topic() -> None:
         FeedState.WAITING_FOR_TOPIC,
         "waiting for topic agg, metrics",
     )
+
+
+# ------------------------------------------------------------------------------ reconciliation
+
+
+def _check(
+    start: int, status: ReconcileStatus, checked_at: int = 1, symbol: str = "BTCUSDT"
+) -> Reconciliation:
+    differences = (
+        (FieldDifference("trade_count", Decimal(20), Decimal(21)),)
+        if status is ReconcileStatus.MISMATCHED
+        else ()
+    )
+    return Reconciliation(symbol, start, status, differences, checked_at=checked_at)
+
+
+def test_reconciliation_counts_matched_of_checked_and_lists_mismatches_newest_first() -> None:
+    table: state.ReconciliationTable = {}
+    records = [
+        _check(T0, ReconcileStatus.MATCHED),
+        _check(T0 + WINDOW_MS, ReconcileStatus.MISMATCHED),
+        _check(T0 + 2 * WINDOW_MS, ReconcileStatus.MATCHED),
+        _check(T0 + 3 * WINDOW_MS, ReconcileStatus.MISMATCHED, symbol="ETHUSDT"),
+        _check(T0 + 4 * WINDOW_MS, ReconcileStatus.UNAVAILABLE),
+    ]
+    for record in records:
+        state.record_reconciliation(table, record, cutoff_ms=0)
+    summary = state.summarize(table.values())
+    assert (summary.matched, summary.checked, summary.unavailable) == (2, 4, 1)
+    assert summary.mismatches == (records[3], records[1])
+
+
+def test_the_newest_check_of_a_minute_wins_and_old_minutes_age_out() -> None:
+    table: state.ReconciliationTable = {}
+    mismatch = _check(T0, ReconcileStatus.MISMATCHED, checked_at=5)
+    rechecked = _check(T0, ReconcileStatus.MATCHED, checked_at=9)
+    for record in (mismatch, rechecked, mismatch):  # a replay of the older record arrives last
+        state.record_reconciliation(table, record, cutoff_ms=0)
+    assert list(table.values()) == [rechecked]
+    state.record_reconciliation(table, _check(T0 - WINDOW_MS, ReconcileStatus.MISMATCHED), cutoff_ms=T0)
+    assert list(table) == [rechecked.key], "older than the history bound: not taken"
+    state.prune_reconciliations(table, cutoff_ms=T0 + WINDOW_MS)
+    assert table == {}
+    assert state.summarize([]) == state.ReconciliationSummary(0, 0, 0, ())

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 import tomllib
+from dataclasses import replace
 from datetime import UTC, datetime
 from decimal import Decimal
 from fractions import Fraction
@@ -11,10 +12,11 @@ from pathlib import Path
 
 import pytest
 
-from app.common.schema import WindowStats
+from app.common.schema import FieldDifference, ReconcileStatus, Reconciliation, WindowStats
 from app.core.windows import WINDOW_MS
 from app.dashboard import view
 from app.dashboard.charts import DATASET, MAX_TIME_TICKS, chart_specs, time_ticks
+from app.dashboard.state import ReconciliationSummary
 from tests.dashboard.helpers import final, window
 
 T0 = 1_767_225_600_000  # 2026-01-01T00:00:00Z, a minute boundary
@@ -227,3 +229,24 @@ def test_both_charts_carry_the_same_whole_minute_ticks() -> None:
         {"utc": True, "year": 2026, "month": 1, "date": 1, "hours": 0, "minutes": m} for m in range(4)
     ]
     assert all(axis["values"] == expected for axis in axes)
+
+
+def test_reconciliation_headline_and_mismatch_alarm_text() -> None:
+    mismatch = Reconciliation(
+        "BTCUSDT",
+        T0 + 39 * WINDOW_MS,
+        ReconcileStatus.MISMATCHED,
+        (
+            FieldDifference("close", Decimal("65804.00000000"), Decimal("65804.01000000")),
+            FieldDifference("trade_count", Decimal(22), Decimal(21)),
+        ),
+    )
+    summary = ReconciliationSummary(matched=1_313, checked=1_314, unavailable=0, mismatches=(mismatch,))
+    assert view.reconciliation_headline(summary) == "1,313 of 1,314 minutes matched"
+    assert view.reconciliation_headline(replace(summary, unavailable=2)) == (
+        "1,313 of 1,314 minutes matched, 2 not checked"
+    )
+    assert view.mismatch_text(mismatch) == (
+        "BTCUSDT 2026-01-01 00:39 UTC: close 65804 vs exchange 65804.01 (-0.01); "
+        "trade_count 22 vs exchange 21 (+1)"
+    )

@@ -22,7 +22,7 @@ import pytest
 REPO_ROOT = Path(__file__).resolve().parents[2]
 # What is not part of the checkout's sources: the shared venv and caches, build and run output.
 NOT_SOURCES = (".git", ".venv", ".cache", ".run", "results", "__pycache__", "*_cache", ".vagrant", "build")
-SCRIPTS = ("telemetry-producer", "telemetry-processing", "telemetry-dashboard")
+SCRIPTS = ("telemetry-producer", "telemetry-processing", "telemetry-dashboard", "telemetry-reconcile")
 
 
 def build_wheel(out: Path) -> Path:

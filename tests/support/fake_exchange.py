@@ -27,6 +27,14 @@ API at a glance:
   violations()                      requests sent while told to wait
   max_weight_per_minute(), max_weight_in_any_window(window_s)
   spend_weight(weight)              weight used by "another client" on the same IP
+  klines(symbol, start_ms, end_ms)  1-minute klines of the trades held, in the API's layout
+  add_kline_fault(symbol, open_time, kind, times=None)   a wrong/malformed/missing kline
+
+Klines (`GET /api/v3/klines?symbol=&interval=1m&startTime=&endTime=&limit=`, weight 2) are computed
+from the trades held, one per minute that has trades (Binance also lists empty minutes), with the
+API's 12 fields and 8-place decimal strings (more places only when the quote volume carries them).
+A kline fault touches one symbol's minute: "wrong" serves its close 0.01 higher, "malformed" its
+close as a JSON number, "missing" leaves the row out; `times` None = every request.
 
 Rate limits: every request adds its weight (25 for the trade endpoints, 1 for ping) to the
 current wall-clock minute; the answer carries `X-MBX-USED-WEIGHT-1M`. Past `weight_limit` the
@@ -63,7 +71,11 @@ from app.producer.sample.generate import generate_rows
 TRADES_PATH = "/api/v3/trades"
 HISTORICAL_TRADES_PATH = "/api/v3/historicalTrades"
 PING_PATH = "/api/v3/ping"
+KLINES_PATH = "/api/v3/klines"
 WEIGHTS = {TRADES_PATH: 25, HISTORICAL_TRADES_PATH: 25, PING_PATH: 1}
+WEIGHTS[KLINES_PATH] = 2
+KLINE_FAULT_KINDS = ("wrong", "malformed", "missing")
+MINUTE_MS = 60_000
 FAULT_KINDS = ("429", "418", "500", "timeout", "malformed", "bad_trade", "truncated")
 DEFAULT_LIMIT = 500
 MAX_LIMIT = 1000
@@ -104,6 +116,8 @@ class _State:
     log: list[RequestRecord] = field(default_factory=list)
     weight_by_minute: dict[int, int] = field(default_factory=dict)
     blocked_until: float = 0.0  # 429 Retry-After or 418 ban, time.time()
+    # (symbol, open time) -> [kind, requests left or None for all]
+    kline_faults: dict[tuple[str, int], list[Any]] = field(default_factory=dict)
 
 
 class FakeExchange:
@@ -291,6 +305,18 @@ class FakeExchange:
             minute = int(time.time() // 60)
             self._state.weight_by_minute[minute] = self._state.weight_by_minute.get(minute, 0) + weight
 
+    def add_kline_fault(self, symbol: str, open_time: int, kind: str, times: int | None = None) -> None:
+        """Serve the kline of this minute wrong, malformed or not at all (see the module docstring)."""
+        if kind not in KLINE_FAULT_KINDS:
+            raise ValueError(f"unknown kline fault {kind!r}; one of {KLINE_FAULT_KINDS}")
+        with self._lock:
+            self._state.kline_faults[symbol, open_time] = [kind, times]
+
+    def klines(self, symbol: str, start_ms: int = 0, end_ms: int | None = None) -> list[list[Any]]:
+        """The klines whose open time is in [start_ms, end_ms], as the API lays them out."""
+        with self._lock:
+            return _klines(self._state.trades[symbol], start_ms, end_ms)
+
     def max_weight_per_minute(self) -> int:
         with self._lock:
             return max(self._state.weight_by_minute.values(), default=0)
@@ -358,6 +384,8 @@ class FakeExchange:
             return _error(500, -1000, "An unknown error occurred while processing the request.", headers)
         if path == PING_PATH:
             return _Answer(200, b"{}", headers)
+        if path == KLINES_PATH:
+            return self._klines_answer(params, headers, fault)
         if path not in (TRADES_PATH, HISTORICAL_TRADES_PATH):
             return _error(404, -1, "Not found.", headers)
         symbol = params.get("symbol", "")
@@ -388,6 +416,74 @@ class FakeExchange:
         return _Answer(
             200, payload, headers, delay=delay, truncate=fault is not None and fault.kind == "truncated"
         )
+
+    def _klines_answer(self, params: dict[str, str], headers: dict[str, str], fault: Fault | None) -> _Answer:
+        book = self._state.trades.get(params.get("symbol", ""))
+        if book is None:
+            return _error(400, -1121, "Invalid symbol.", headers)
+        if params.get("interval") != "1m":
+            return _error(400, -1120, "Invalid interval.", headers)
+        try:
+            limit = max(1, min(int(params.get("limit", DEFAULT_LIMIT)), MAX_LIMIT))
+            start = int(params["startTime"]) if "startTime" in params else None
+            end = int(params["endTime"]) if "endTime" in params else None
+        except ValueError:
+            return _error(400, -1100, "Illegal characters found in a parameter.", headers)
+        rows = _klines(book, start or 0, end)
+        rows = rows[:limit] if start is not None else rows[-limit:]
+        served = []
+        for row in rows:
+            kind_times = self._state.kline_faults.get((params["symbol"], row[0]))
+            if kind_times is not None and kind_times[1] != 0:
+                kind = kind_times[0]
+                if kind_times[1] is not None:
+                    kind_times[1] -= 1
+                if kind == "missing":
+                    continue
+                close = Decimal(row[4]) + Decimal("0.01")
+                row = [*row[:4], f"{close:.8f}" if kind == "wrong" else float(row[4]), *row[5:]]
+            served.append(row)
+        payload = json.dumps(served, separators=(",", ":")).encode()
+        if fault is not None and fault.kind == "malformed":
+            payload = b'{"code": -1000, "msg": <html>Bad gateway'
+        delay = fault.delay_s if fault is not None and fault.kind == "timeout" else 0.0
+        return _Answer(
+            200, payload, headers, delay=delay, truncate=fault is not None and fault.kind == "truncated"
+        )
+
+
+def _kline_decimal(value: Decimal) -> str:
+    """As Binance writes a kline's decimals: 8 places (more only if the value has more)."""
+    exponent = value.as_tuple().exponent
+    places = -exponent if isinstance(exponent, int) else 0
+    return format(value if places > 8 else value.quantize(Decimal("0.00000001")), "f")
+
+
+def _klines(book: list[dict[str, Any]], start_ms: int, end_ms: int | None) -> list[list[Any]]:
+    minutes: dict[int, list[dict[str, Any]]] = {}
+    for trade in book:
+        open_time = trade["time"] - trade["time"] % MINUTE_MS
+        if open_time >= start_ms and (end_ms is None or open_time <= end_ms):
+            minutes.setdefault(open_time, []).append(trade)
+    rows: list[list[Any]] = []
+    for open_time, trades in sorted(minutes.items()):
+        ordered = sorted(trades, key=lambda t: (t["time"], t["id"]))
+        prices = [Decimal(t["price"]) for t in ordered]
+        taker_buys = [t for t in ordered if not t["isBuyerMaker"]]
+        rows.append(
+            [
+                open_time,
+                *(_kline_decimal(p) for p in (prices[0], max(prices), min(prices), prices[-1])),
+                _kline_decimal(sum((Decimal(t["qty"]) for t in ordered), Decimal(0))),
+                open_time + MINUTE_MS - 1,
+                _kline_decimal(sum((Decimal(t["quoteQty"]) for t in ordered), Decimal(0))),
+                len(ordered),
+                _kline_decimal(sum((Decimal(t["qty"]) for t in taker_buys), Decimal(0))),
+                _kline_decimal(sum((Decimal(t["quoteQty"]) for t in taker_buys), Decimal(0))),
+                "0",
+            ]
+        )
+    return rows
 
 
 @dataclass

@@ -29,7 +29,7 @@ PAGE_SIZE = os.sysconf("SC_PAGE_SIZE")
 def pipeline_env(
     bootstrap: str, checkpoint_dir: Path, symbols: Iterable[str], partitions: int = 2, **overrides: str
 ) -> dict[str, str]:
-    """The environment of one pipeline run: five new topics on `bootstrap`, loopback everywhere.
+    """The environment of one pipeline run: new topics on `bootstrap`, loopback everywhere.
     The raw topic never expires records, so trades with old times (replays, reprocessing) stay."""
     topics = {
         "TELEMETRY_RAW_TOPIC": unique_topic("raw"),
@@ -37,10 +37,16 @@ def pipeline_env(
         "TELEMETRY_DEAD_LETTER_TOPIC": unique_topic("dlq"),
         "TELEMETRY_LATE_TRADES_TOPIC": unique_topic("late"),
         "TELEMETRY_METRICS_TOPIC": unique_topic("metrics"),
+        "TELEMETRY_RECONCILIATION_TOPIC": unique_topic("recon"),
     }
     create_topics(bootstrap, [topics["TELEMETRY_RAW_TOPIC"]], partitions, {"retention.ms": "-1"})
     create_topics(bootstrap, [topics["TELEMETRY_AGGREGATES_TOPIC"]], partitions)
-    singles = ("TELEMETRY_DEAD_LETTER_TOPIC", "TELEMETRY_LATE_TRADES_TOPIC", "TELEMETRY_METRICS_TOPIC")
+    singles = (
+        "TELEMETRY_DEAD_LETTER_TOPIC",
+        "TELEMETRY_LATE_TRADES_TOPIC",
+        "TELEMETRY_METRICS_TOPIC",
+        "TELEMETRY_RECONCILIATION_TOPIC",
+    )
     create_topics(bootstrap, [topics[name] for name in singles])
     return process_env(bootstrap, checkpoint_dir, symbols) | topics | overrides
 

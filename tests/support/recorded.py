@@ -3,44 +3,16 @@
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
-from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
 from app.core.windows import WINDOW_MS
+from app.reconcile.klines import Kline
 
 DATA = Path(__file__).resolve().parents[1] / "data" / "binance-spot-testnet"
 SYMBOL = "BTCUSDT"
 TRADES_FILE = DATA / "trades_BTCUSDT_20260615T0638-0653Z.json"
 KLINES_FILE = DATA / "klines_1m_BTCUSDT_20260615T0638-0653Z.json"
-
-
-@dataclass(frozen=True)
-class Kline:
-    """One `GET /api/v3/klines` row, the fields the pipeline's windows carry."""
-
-    open_time: int
-    open: Decimal
-    high: Decimal
-    low: Decimal
-    close: Decimal
-    volume: Decimal
-    quote_volume: Decimal
-    trade_count: int
-
-    @classmethod
-    def from_api(cls, row: list[Any]) -> Kline:
-        return cls(
-            open_time=row[0],
-            open=Decimal(row[1]),
-            high=Decimal(row[2]),
-            low=Decimal(row[3]),
-            close=Decimal(row[4]),
-            volume=Decimal(row[5]),
-            quote_volume=Decimal(row[7]),
-            trade_count=row[8],
-        )
 
 
 def recorded_trades() -> list[dict[str, Any]]:

@@ -1,0 +1,1 @@
+"""Reconciliation: every final window checked against the exchange's own 1-minute kline."""
