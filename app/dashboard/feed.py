@@ -338,7 +338,7 @@ class WindowFeed:
                 continue
             partitions = consumer.partitions_for_topic(topic)
             if not partitions:
-                if topic != self.reconciliation_topic:
+                if topic in self._required_topics:
                     missing.append(topic)
                 continue
             self._assigned.add(topic)
@@ -363,9 +363,14 @@ class WindowFeed:
             self._ready.set()
 
     @property
+    def _required_topics(self) -> tuple[str, ...]:
+        return (self.aggregates_topic, self.metrics_topic)
+
+    @property
     def _read_topics(self) -> tuple[str, ...]:
-        required = (self.aggregates_topic, self.metrics_topic, self.late_trades_topic)
-        return required + ((self.reconciliation_topic,) if self.reconciliation_topic else ())
+        """The required topics, then those read once they exist and never waited for."""
+        optional = (self.late_trades_topic, self.reconciliation_topic)
+        return self._required_topics + tuple(topic for topic in optional if topic)
 
     def _fetch(self, max_wait_s: float) -> int:
         consumer = self._consumer
@@ -412,7 +417,7 @@ class WindowFeed:
             self._late.prune(cutoff)
             state.prune(self._windows, cutoff)
             state.prune_reconciliations(self._reconciliations, cutoff)
-        if {self.aggregates_topic, self.metrics_topic, self.late_trades_topic} <= self._assigned:
+        if set(self._required_topics) <= self._assigned:
             self._reached(FeedState.CONNECTED, "connected")
 
     def _records_in(self, topic: str) -> int | None:
