@@ -37,8 +37,7 @@ def rendered(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Rendered]:
             running = base / name / f"kafka-{node}"
             running.mkdir(parents=True)
             (running / "server.properties").write_text(
-                f"# Ansible managed\nnode.id={node + first_id - 1}\n"
-                f"controller.quorum.voters={THREE_VOTERS}\n"
+                f"# Ansible managed\nnode.id={node + first_id - 1}\ncontroller.quorum.voters={THREE_VOTERS}\n"
             )
 
     def on_running(name: str = "running") -> tuple[str, ...]:
@@ -53,7 +52,10 @@ def rendered(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Rendered]:
         "renumbered": (THREE, on_running("numbered_after_a_removed_host")),
         "spark_host": (THREE, ()),
         "two_pipelines": (THREE, plus("two-pipelines.yml")),
-        "two_pipelines_chosen": (THREE, plus("two-pipelines.yml", "-e", '{"pipeline_multiple_producers": true}')),
+        "two_pipelines_chosen": (
+            THREE,
+            plus("two-pipelines.yml", "-e", '{"pipeline_multiple_producers": true}'),
+        ),
         "two_sparks": (THREE, plus("two-sparks.yml")),
         "single_host": (INVENTORY / "localhost.yml", ()),
         "memory_below_heap": (INVENTORY / "localhost.yml", ("-e", "kafka_memory_limit=1200m")),
@@ -74,7 +76,9 @@ def refused(rendered: dict[str, Rendered], name: str, message: str) -> None:
 
 def test_controllers_and_brokers_can_run_on_separate_hosts(rendered: dict[str, Rendered]) -> None:
     out = rendered["split_roles"].ok()
-    controllers = {host: properties(out / f"{host}.server.properties") for host in ("controller-1", "controller-3")}
+    controllers = {
+        host: properties(out / f"{host}.server.properties") for host in ("controller-1", "controller-3")
+    }
     brokers = {host: properties(out / f"{host}.server.properties") for host in ("broker-1", "broker-2")}
     for host, cfg in {**controllers, **brokers}.items():
         assert cfg["controller.quorum.voters"] == THREE_VOTERS, host
