@@ -10,7 +10,7 @@ SOURCE ?= replay
 # full: the published figures; ci: the reduced run CI makes (minutes, fails on any correctness break).
 SIZE ?= full
 
-.PHONY: help install venv jars system-deps demo test lint bench faults molecule vagrant-test clean
+.PHONY: help install venv jars system-deps demo test lint bench faults molecule molecule-cluster vagrant-test clean
 
 help:
 	@echo "make demo          run the whole pipeline locally (SOURCE=replay|binance), dashboard on :8501"
@@ -19,6 +19,7 @@ help:
 	@echo "make bench         latency, throughput, catch-up, memory, dashboard, exactness (SIZE=full|ci)"
 	@echo "make faults        the fault matrix: kill, stop, bad answers, bad records (SIZE=full|ci)"
 	@echo "make molecule      verify the Ansible roles on local systemd containers"
+	@echo "make molecule-cluster  three Kafka nodes and a pipeline host in containers (not in CI)"
 	@echo "make vagrant-test  vagrant up/verify/destroy through vagrant-libvirt (55-65 min under emulation)"
 
 install: venv jars
@@ -72,6 +73,11 @@ faults: install system-deps
 
 molecule: install
 	bash tests/ansible/molecule.sh
+
+# The multi-node layout (ansible/molecule/cluster): four containers, too long for CI.
+molecule-cluster: install
+	MOLECULE_ARGS="--scenario-name cluster" MOLECULE_TIMEOUT_S=$${MOLECULE_TIMEOUT_S:-5400} \
+	    bash tests/ansible/molecule.sh
 
 vagrant-test: install
 	bash tests/vagrant/run.sh

@@ -55,7 +55,7 @@ def render_all(cases: Cases, base: Path) -> dict[str, Rendered]:
     }
     results = {}
     for name, (process, out) in running.items():
-        output, _ = process.communicate(timeout=300)
+        output, _ = process.communicate(timeout=900)
         results[name] = Rendered(process.returncode, output, out)
     return results
 
