@@ -26,6 +26,8 @@ from typing import Any, get_type_hints
 ENV_PREFIX = "TELEMETRY_"
 # The systemd units of the pipeline role and the services' command lines.
 SERVICES = ("producer", "processing", "dashboard")
+# The producer's trade sources (TELEMETRY_SOURCE).
+SOURCES = ("binance", "binance_ws", "replay")
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
 
@@ -162,11 +164,24 @@ class ProducerSettings(_Group):
     )
     source: str = setting(
         "binance",
-        help="`binance` (REST API v3) or `replay` (a Binance trades CSV)",
+        help="`binance` (REST API v3 polling), `binance_ws` (trade WebSocket stream, REST back-fill) or "
+        "`replay` (a Binance trades CSV)",
         read_by={"producer"},
     )
     binance_base_url: str = setting(
         "https://api.binance.com", help="API base URL (a mirror, or a test server)", read_by={"producer"}
+    )
+    binance_ws_url: str = setting(
+        "wss://stream.binance.com:9443",
+        help="WebSocket stream base URL, for the `binance_ws` source",
+        read_by={"producer"},
+    )
+    # Binance sends a busy symbol's trades every second or so; a connection this quiet is presumed
+    # stalled and is replaced (its REST back-fill then fetches whatever was missed).
+    stream_silence_s: float = setting(
+        30.0,
+        help="reconnect the `binance_ws` stream after this many seconds without a frame",
+        read_by={"producer"},
     )
     replay_file: Path = setting(
         _SAMPLE_FILE,
