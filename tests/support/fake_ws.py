@@ -26,6 +26,7 @@ Faults (`add_fault`, consumed first in, first out, one per trade about to be sen
 from __future__ import annotations
 
 import json
+import logging
 import queue
 import socket
 import threading
@@ -39,6 +40,9 @@ from websockets.sync.server import Server, ServerConnection, serve
 
 from tests.support.fake_exchange import FakeExchange
 
+# websockets logs every connection opened and closed at INFO: the tests count connections instead.
+QUIET_LOG = logging.getLogger(__name__)
+QUIET_LOG.setLevel(logging.WARNING)
 STREAM_FAULTS = ("drop", "expire", "stall", "skip", "malformed", "unknown_symbol", "repeat")
 UNKNOWN_SYMBOL = "NOPEUSDT"
 
@@ -84,6 +88,7 @@ class FakeStream:
                 0,
                 ping_interval=self._ping_interval_s,
                 ping_timeout=self._ping_interval_s,
+                logger=QUIET_LOG,
             )
             self._thread = threading.Thread(target=self._server.serve_forever, name="fake-ws", daemon=True)
             self._thread.start()
