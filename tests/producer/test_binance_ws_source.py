@@ -15,6 +15,7 @@ from app.common.settings import Settings
 from app.producer.binance_ws import BinanceStreamSource
 from app.producer.metrics import ProducerMetrics
 from app.producer.source import TradeSource
+from tests.producer.conftest import drain, ids_of
 from tests.producer.kafka_helpers import (
     assert_exactly_once,
     end_offset_total,
@@ -171,3 +172,49 @@ def test_a_restart_resumes_from_the_raw_topics_tail_with_a_long_back_fill(
     history = exchange.requests(HISTORICAL_TRADES_PATH)
     assert len(history) >= 2 * 2
     assert exchange.max_weight_per_minute() <= BUDGET
+
+
+def _alone(exchange: FakeExchange, stream: FakeStream) -> tuple[BinanceStreamSource, ProducerMetrics]:
+    settings = _settings_without_kafka(exchange, stream)
+    metrics = ProducerMetrics(budget_per_minute=BUDGET)
+    return BinanceStreamSource(settings, metrics, threading.Event(), jitter=lambda: 0.0), metrics
+
+
+def _settings_without_kafka(exchange: FakeExchange, stream: FakeStream) -> Settings:
+    return Settings(
+        symbols=SYMBOLS,
+        binance_base_url=exchange.base_url,
+        binance_ws_url=stream.url,
+        stream_silence_s=SILENCE_S,
+        http_timeout_s=1.0,
+        weight_budget_per_minute=BUDGET,
+    )
+
+
+@pytest.mark.parametrize("fault", ["drop", "skip", "malformed"])
+def test_the_source_alone_gives_every_id_once_through_a_fault(
+    market: tuple[FakeExchange, FakeStream], fault: str
+) -> None:
+    """The source without Kafka (quick, and where each fault's effect is easiest to see)."""
+    exchange, stream = market
+    source, metrics = _alone(exchange, stream)
+    source.resume({})
+    got = drain(source, 10.0, until=lambda _got: metrics.stream_connects >= 1)
+    for symbol in SYMBOLS:
+        exchange.append(symbol, count=20)
+    # A fresh start begins at the first frame: the fault comes after it.
+    got += drain(source, 10.0, until=lambda more: all(ids_of(got + more, s) for s in SYMBOLS))
+    stream.add_fault(fault, times=3)
+    for _ in range(10):
+        for symbol in SYMBOLS:
+            exchange.append(symbol, count=20)
+        got += drain(source, 0.2)
+    last = {s: exchange.trade_ids(s)[-1] for s in SYMBOLS}
+    got += drain(
+        source, 10.0, until=lambda more: all(ids_of(got + more, s)[-1:] == [last[s]] for s in SYMBOLS)
+    )
+    source.close()
+    for symbol in SYMBOLS:
+        assert ids_of(got, symbol) == exchange.trade_ids(symbol), f"{symbol}: every id once, in order"
+    assert {"drop": metrics.stream_connects >= 2, "skip": metrics.gaps_backfilled >= 1,
+            "malformed": metrics.stream_malformed_frames == 3}[fault], metrics.snapshot(0)  # fmt: skip
