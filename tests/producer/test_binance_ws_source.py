@@ -199,11 +199,11 @@ def test_the_source_alone_gives_every_id_once_through_a_fault(
     exchange, stream = market
     source, metrics = _alone(exchange, stream)
     source.resume({})
-    got = drain(source, 10.0, until=lambda _got: metrics.stream_connects >= 1)
+    got = drain(source, 30.0, until=lambda _got: metrics.stream_connects >= 1)
     for symbol in SYMBOLS:
         exchange.append(symbol, count=20)
     # A fresh start begins at the first frame: the fault comes after it.
-    got += drain(source, 10.0, until=lambda more: all(ids_of(got + more, s) for s in SYMBOLS))
+    got += drain(source, 30.0, until=lambda more: all(ids_of(got + more, s) for s in SYMBOLS))
     stream.add_fault(fault, times=3)
     for _ in range(10):
         for symbol in SYMBOLS:
@@ -218,3 +218,25 @@ def test_the_source_alone_gives_every_id_once_through_a_fault(
         assert ids_of(got, symbol) == exchange.trade_ids(symbol), f"{symbol}: every id once, in order"
     assert {"drop": metrics.stream_connects >= 2, "skip": metrics.gaps_backfilled >= 1,
             "malformed": metrics.stream_malformed_frames == 3}[fault], metrics.snapshot(0)  # fmt: skip
+
+
+def test_trades_missed_while_reconnecting_go_out_though_the_market_then_goes_quiet(
+    market: tuple[FakeExchange, FakeStream],
+) -> None:
+    """No later frame reveals the hole: only the REST check after the reconnect can."""
+    exchange, stream = market
+    source, metrics = _alone(exchange, stream)
+    source.resume({})
+    got = drain(source, 30.0, until=lambda _got: metrics.stream_connects >= 1)
+    for symbol in SYMBOLS:
+        exchange.append(symbol, count=5)
+    got += drain(source, 30.0, until=lambda more: all(len(ids_of(got + more, s)) == 5 for s in SYMBOLS))
+    stream.add_fault("drop")
+    for symbol in SYMBOLS:
+        exchange.append(symbol, count=10)  # the first cuts the connection; none is streamed
+    got += drain(source, 30.0, until=lambda more: all(len(ids_of(got + more, s)) == 15 for s in SYMBOLS))
+    source.close()
+    for symbol in SYMBOLS:
+        assert ids_of(got, symbol) == exchange.trade_ids(symbol)
+    assert metrics.stream_connects == 2
+    assert len(exchange.requests(TRADES_PATH)) == 2  # one check per symbol

@@ -25,6 +25,7 @@ Faults (`add_fault`, consumed first in, first out, one per trade about to be sen
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import queue
@@ -186,7 +187,8 @@ class FakeStream:
         fault = self._take_fault()
         frame = trade_frame(symbol, trade)
         if fault == "drop":
-            connection.socket.shutdown(socket.SHUT_RDWR)
+            with contextlib.suppress(OSError):  # the client may have gone already
+                connection.socket.shutdown(socket.SHUT_RDWR)
             return False
         if fault == "expire":
             connection.close(1001, "connection lifetime reached")
