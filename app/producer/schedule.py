@@ -163,6 +163,20 @@ def screen_answer(
     return Screened(trades, Outcome([], used_now))
 
 
+def retry_delay_s(failures: int, jitter: float, kind: str, detail: str, path: str) -> float:
+    """How long a symbol waits after its `failures`-th failed request in a row (logged)."""
+    delay = backoff_s(failures, base_s=BACKOFF_BASE_S, cap_s=BACKOFF_CAP_S, jitter=jitter)
+    log.warning(
+        "event=http_error kind=%s path=%s failures=%d retry_in_s=%.2f detail=%r",
+        kind,
+        path,
+        failures,
+        delay,
+        detail,
+    )
+    return delay
+
+
 class Schedule:
     """Per-symbol polling within one shared weight budget; see the module docstring.
 
@@ -269,16 +283,7 @@ class Schedule:
 
     def _failed(self, state: _SymbolState, kind: str, detail: str, path: str, now: Now) -> None:
         state.failures += 1
-        delay = backoff_s(state.failures, base_s=BACKOFF_BASE_S, cap_s=BACKOFF_CAP_S, jitter=self._jitter())
-        state.due = now.mono_s + delay
-        log.warning(
-            "event=http_error kind=%s path=%s failures=%d retry_in_s=%.2f detail=%r",
-            kind,
-            path,
-            state.failures,
-            delay,
-            detail,
-        )
+        state.due = now.mono_s + retry_delay_s(state.failures, self._jitter(), kind, detail, path)
 
     def _on_latest(
         self, symbol: str, state: _SymbolState, trades: list[Trade], asked_ms: int, now: Now

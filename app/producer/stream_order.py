@@ -26,8 +26,6 @@ from enum import Enum
 
 from app.common.schema import RecordError, Trade
 from app.producer.schedule import (
-    BACKOFF_BASE_S,
-    BACKOFF_CAP_S,
     HISTORICAL_TRADES_PATH,
     PAGE_SIZE,
     REQUEST_WEIGHT,
@@ -39,10 +37,11 @@ from app.producer.schedule import (
     Outcome,
     Request,
     Wait,
+    retry_delay_s,
     screen_answer,
 )
 from app.producer.trades import classify_poll, releasable, release_horizon_ms, trade_from_stream
-from app.producer.weight_budget import WeightBudget, backoff_s
+from app.producer.weight_budget import WeightBudget
 
 log = logging.getLogger(__name__)
 
@@ -192,19 +191,9 @@ class StreamOrder:
         state = self._states[request.symbol]
         screened = screen_answer(self._budget, request, response, now.wall_ms)
         if screened.failure is not None:
-            kind, detail = screened.failure
             state.failures += 1
-            delay = backoff_s(
-                state.failures, base_s=BACKOFF_BASE_S, cap_s=BACKOFF_CAP_S, jitter=self._jitter()
-            )
-            state.due = now.mono_s + delay
-            log.warning(
-                "event=http_error kind=%s path=%s failures=%d retry_in_s=%.2f detail=%r",
-                kind,
-                request.path,
-                state.failures,
-                delay,
-                detail,
+            state.due = now.mono_s + retry_delay_s(
+                state.failures, self._jitter(), *screened.failure, request.path
             )
         if screened.trades is None:
             return replace(screened.outcome, released=self.release())
