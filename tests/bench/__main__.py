@@ -85,7 +85,7 @@ def main(argv: list[str] | None = None) -> int:
     broker = LocalBroker(data_dir=work / "kafka")
     try:
         broker = LocalBroker(data_dir=work / "kafka")
-        broker.start()
+        broker.start(timeout_s=180)  # a loaded machine starts the JVM slowly
         if wanted("live"):
             sampler = RssSampler()
             browser = not args.no_browser
