@@ -107,7 +107,7 @@ def test_a_stream_fault_loses_and_doubles_nothing_and_is_counted(
     settings = _settings(bootstrap, exchange, stream)
     times, counted = STREAM_FAULTS[fault]
     with running_service(settings, _ws(settings)) as metrics:
-        wait_for(lambda: metrics.stream_connects >= 1, 10, "the stream")
+        wait_for(lambda: stream.connections() >= 1, 10, "the stream")
         _market(exchange, 1.0)
         stream.add_fault(fault, times=times)
         _market(exchange, SILENCE_S + 2.0 if fault == "stall" else 1.5)
@@ -125,7 +125,7 @@ def test_no_fault_no_reconnect_no_rest_and_pings_are_answered(
     exchange, stream = market
     settings = _settings(bootstrap, exchange, stream)
     with running_service(settings, _ws(settings)) as metrics:
-        wait_for(lambda: metrics.stream_connects >= 1, 10, "the stream")
+        wait_for(lambda: stream.connections() >= 1, 10, "the stream")
         _market(exchange, 1.0)
         time.sleep(1.2)  # quiet, short of the silence limit: four pings, each answered
         _market(exchange, 1.0)
@@ -141,7 +141,7 @@ def test_a_back_fill_answered_429_waits_for_retry_after(
     exchange, stream = market
     settings = _settings(bootstrap, exchange, stream)
     with running_service(settings, _ws(settings)) as metrics:
-        wait_for(lambda: metrics.stream_connects >= 1, 10, "the stream")
+        wait_for(lambda: stream.connections() >= 1, 10, "the stream")
         _market(exchange, 0.5)
         exchange.add_fault("429", retry_after_s=1, path=HISTORICAL_TRADES_PATH)
         stream.add_fault("skip", times=3)
@@ -158,14 +158,15 @@ def test_a_restart_resumes_from_the_raw_topics_tail_with_a_long_back_fill(
     exchange, stream = market
     settings = _settings(bootstrap, exchange, stream)
     with running_service(settings, _ws(settings)) as metrics:
-        wait_for(lambda: metrics.stream_connects >= 1, 10, "the stream")
+        wait_for(lambda: stream.connections() >= 1, 10, "the stream")
         _market(exchange, 1.0)
         served = sum(len(exchange.trade_ids(s)) for s in SYMBOLS)
         wait_for(lambda: metrics.trades_published >= served, 20, "the first trades")
     for symbol in SYMBOLS:
         exchange.append(symbol, count=2500)  # while down: more than two pages of history
+    before = stream.connections()
     with running_service(settings, _ws(settings)) as metrics:
-        wait_for(lambda: metrics.stream_connects >= 1, 10, "the stream again")
+        wait_for(lambda: stream.connections() > before, 10, "the stream again")
         _market(exchange, 1.0)
         _every_id_once(bootstrap, settings, exchange)
         assert metrics.gaps_backfilled >= 2  # one per symbol
@@ -199,7 +200,7 @@ def test_the_source_alone_gives_every_id_once_through_a_fault(
     exchange, stream = market
     source, metrics = _alone(exchange, stream)
     source.resume({})
-    got = drain(source, 30.0, until=lambda _got: metrics.stream_connects >= 1)
+    got = drain(source, 30.0, until=lambda _got: stream.connections() >= 1)
     for symbol in SYMBOLS:
         exchange.append(symbol, count=20)
     # A fresh start begins at the first frame: the fault comes after it.
@@ -227,7 +228,7 @@ def test_trades_missed_while_reconnecting_go_out_though_the_market_then_goes_qui
     exchange, stream = market
     source, metrics = _alone(exchange, stream)
     source.resume({})
-    got = drain(source, 30.0, until=lambda _got: metrics.stream_connects >= 1)
+    got = drain(source, 30.0, until=lambda _got: stream.connections() >= 1)
     for symbol in SYMBOLS:
         exchange.append(symbol, count=5)
     got += drain(source, 30.0, until=lambda more: all(len(ids_of(got + more, s)) == 5 for s in SYMBOLS))

@@ -132,7 +132,7 @@ class FakeStream:
             return list(self._served)
 
     def connections(self) -> int:
-        """Connections accepted so far."""
+        """Connections accepted and streaming so far."""
         with self._lock:
             return self._connections
 
@@ -165,9 +165,9 @@ class FakeStream:
             if f"{symbol.lower()}@trade" in streams:
                 inbox.put((symbol, trades))
 
-        with self._lock:
-            self._connections += 1
         unsubscribe = self._exchange.subscribe(listen)
+        with self._lock:  # counted once it streams: a test that waits for it misses no trade
+            self._connections += 1
         try:
             while not self._stopping.is_set():
                 try:
