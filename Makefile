@@ -13,7 +13,7 @@ SIZE ?= full
 .PHONY: help install venv jars system-deps demo test lint bench faults molecule molecule-cluster vagrant-test clean
 
 help:
-	@echo "make demo          run the whole pipeline locally (SOURCE=replay|binance), dashboard on :8501"
+	@echo "make demo          run the whole pipeline locally (SOURCE=replay|binance|binance_ws), dashboard on :8501"
 	@echo "make test          install everything and run the test suite (what CI runs)"
 	@echo "make lint          ruff, mypy, yamllint, ansible-lint"
 	@echo "make bench         latency, throughput, catch-up, memory, dashboard, exactness (SIZE=full|ci)"

@@ -1,9 +1,9 @@
 """`make demo`: the whole pipeline on this machine, one command, Ctrl-C stops it all.
 
 Starts a Kafka 4 broker (Docker when a daemon answers, otherwise the Maven Central jars), the
-topics, the producer (replaying the bundled sample, or the live Binance API), the Spark job, the
-reconciliation against Binance's klines (live source only) and the dashboard on
-http://127.0.0.1:8501. State lives in .run/ so a second demo resumes.
+topics, the producer (replaying the bundled sample, or live Binance trades over REST or the
+WebSocket stream), the Spark job, the reconciliation against Binance's klines (live sources only)
+and the dashboard on http://127.0.0.1:8501. State lives in .run/ so a second demo resumes.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ import sys
 import time
 from pathlib import Path
 
-from app.common.settings import Settings
+from app.common.settings import SOURCES, Settings
 from app.common.topics import ensure_topics
 from app.localkafka.broker import REPO_ROOT, LocalBroker, port_open
 
@@ -49,7 +49,7 @@ def start_docker_broker(port: int) -> None:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--source", choices=["replay", "binance"], default="replay")
+    parser.add_argument("--source", choices=SOURCES, default="replay")
     parser.add_argument("--broker", choices=["auto", "docker", "jars"], default="auto")
     parser.add_argument("--port", type=int, default=9092, help="Kafka port (the controller uses port+1)")
     parser.add_argument("--dashboard-port", type=int, default=8501)

@@ -657,6 +657,12 @@ class ProducerMetric:
     used_weight_1m: int = 0
     budget_per_minute: int = 0
     producer_rebuilds: int = 0
+    # The binance_ws source: (re)connections, and frames dropped (not a trade, a symbol not
+    # subscribed, an id not above the previous frame's).
+    stream_connects: int = 0
+    stream_malformed_frames: int = 0
+    stream_unknown_symbol_frames: int = 0
+    stream_out_of_order_frames: int = 0
 
     @property
     def errors(self) -> int:

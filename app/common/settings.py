@@ -27,6 +27,8 @@ from typing import Any, get_type_hints
 ENV_PREFIX = "TELEMETRY_"
 # The systemd units of the pipeline role and the services' command lines.
 SERVICES = ("producer", "processing", "dashboard", "reconcile")
+# The producer's trade sources (TELEMETRY_SOURCE).
+SOURCES = ("binance", "binance_ws", "replay")
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
 
@@ -137,7 +139,9 @@ class KafkaSettings(_Group):
         "127.0.0.1:9092", help="Kafka brokers (host:port, comma-separated)", read_by=set(SERVICES)
     )
     raw_topic: str = setting(
-        "raw_crypto_trades", help="one message per trade, key = symbol", read_by=set(SERVICES)
+        "raw_crypto_trades",
+        help="one message per trade, key = symbol",
+        read_by={"producer", "processing", "dashboard"},
     )
     aggregates_topic: str = setting(
         "aggregated_crypto_stats",
@@ -249,7 +253,8 @@ class ProducerSettings(_Group):
     )
     source: str = setting(
         "binance",
-        help="`binance` (REST API v3) or `replay` (a Binance trades CSV)",
+        help="`binance` (REST API v3 polling), `binance_ws` (trade WebSocket stream, REST back-fill) or "
+        "`replay` (a Binance trades CSV)",
         # Replayed trades have no exchange klines to be checked against.
         read_by={"producer", "reconcile"},
     )
@@ -257,6 +262,18 @@ class ProducerSettings(_Group):
         "https://api.binance.com",
         help="API base URL (a mirror, or a test server)",
         read_by={"producer", "reconcile"},
+    )
+    binance_ws_url: str = setting(
+        "wss://stream.binance.com:9443",
+        help="WebSocket stream base URL, for the `binance_ws` source",
+        read_by={"producer"},
+    )
+    # Binance sends a busy symbol's trades every second or so; a connection this quiet is presumed
+    # stalled and is replaced (its REST back-fill then fetches whatever was missed).
+    stream_silence_s: float = setting(
+        30.0,
+        help="reconnect the `binance_ws` stream after this many seconds without a frame",
+        read_by={"producer"},
     )
     replay_file: Path = setting(
         _SAMPLE_FILE,

@@ -12,8 +12,9 @@ import sys
 import threading
 from types import FrameType
 
-from app.common.settings import Settings, parse_command_line
+from app.common.settings import SOURCES, Settings, parse_command_line
 from app.producer.binance import BinanceSource
+from app.producer.binance_ws import BinanceStreamSource
 from app.producer.metrics import ProducerMetrics
 from app.producer.replay import ReplayFileError, ReplaySource
 from app.producer.service import ProducerService
@@ -29,9 +30,11 @@ LOG_DATE_FORMAT = "%Y-%m-%dT%H:%M:%S"
 def build_source(settings: Settings, metrics: ProducerMetrics, stop: threading.Event) -> TradeSource:
     if settings.source == "binance":
         return BinanceSource(settings, metrics, stop)
+    if settings.source == "binance_ws":
+        return BinanceStreamSource(settings, metrics, stop)
     if settings.source == "replay":
         return ReplaySource(settings, stop)
-    raise ValueError(f"unknown source {settings.source!r}: use 'binance' or 'replay'")
+    raise ValueError(f"unknown source {settings.source!r}: use one of {', '.join(SOURCES)}")
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -56,7 +56,24 @@ def http_session() -> requests.Session:
     return session
 
 
-def _now() -> schedule.Now:
+def fetch(
+    session: requests.Session, base_url: str, timeout_s: float, request: schedule.Request
+) -> schedule.Answer | schedule.Failure:
+    """Send one GET the schedule decided on; every way it can fail becomes a `Failure`."""
+    url = base_url + request.path
+    try:
+        response = session.get(url, params=dict(request.params), timeout=timeout_s)
+    except requests.Timeout:
+        return schedule.Failure("timeout", f"no answer in {timeout_s}s")
+    except requests.exceptions.ChunkedEncodingError as exc:
+        # The body stopped short of its Content-Length: a truncated answer.
+        return schedule.Failure("malformed", f"truncated body: {exc}")
+    except requests.RequestException as exc:
+        return schedule.Failure("connection", str(exc))
+    return schedule.Answer(response.status_code, response.content, response.headers)
+
+
+def now() -> schedule.Now:
     return schedule.Now(wall_ms=wall_clock_ms(), mono_s=time.monotonic())
 
 
@@ -92,7 +109,7 @@ class BinanceSource:
         self._session.close()
 
     def next_batch(self) -> list[Trade]:
-        step = self._schedule.next_step(_now())
+        step = self._schedule.next_step(now())
         if isinstance(step, list):
             return step
         if isinstance(step, schedule.Wait):
@@ -101,34 +118,26 @@ class BinanceSource:
         if self._stop.is_set():
             return []
         response = self._send(step)
-        outcome = self._schedule.on_answer(step, response, _now())
-        self._count(outcome)
+        outcome = self._schedule.on_answer(step, response, now())
+        count_outcome(self._metrics, outcome)
         return outcome.released
 
     def _send(self, request: schedule.Request) -> schedule.Answer | schedule.Failure:
         self._metrics.add("polls")
-        url = self._base_url + request.path
-        try:
-            response = self._session.get(url, params=dict(request.params), timeout=self._timeout_s)
-        except requests.Timeout:
-            return schedule.Failure("timeout", f"no answer in {self._timeout_s}s")
-        except requests.exceptions.ChunkedEncodingError as exc:
-            # The body stopped short of its Content-Length: a truncated answer.
-            return schedule.Failure("malformed", f"truncated body: {exc}")
-        except requests.RequestException as exc:
-            return schedule.Failure("connection", str(exc))
-        return schedule.Answer(response.status_code, response.content, response.headers)
+        return fetch(self._session, self._base_url, self._timeout_s, request)
 
-    def _count(self, outcome: schedule.Outcome) -> None:
-        if outcome.used_weight_1m is not None:
-            self._metrics.set_used_weight(outcome.used_weight_1m)
-        if outcome.http_error is not None:
-            self._metrics.http_error(outcome.http_error)
-        for name, happened in (
-            ("rate_limited_429", outcome.rate_limited_429),
-            ("banned_418", outcome.banned_418),
-            ("gaps_backfilled", outcome.gap_backfilled),
-            ("unrecoverable_gaps", outcome.unrecoverable_gap),
-        ):
-            if happened:
-                self._metrics.add(name)
+
+def count_outcome(metrics: ProducerMetrics, outcome: schedule.Outcome) -> None:
+    """Add what one answer changed to the producer's counters."""
+    if outcome.used_weight_1m is not None:
+        metrics.set_used_weight(outcome.used_weight_1m)
+    if outcome.http_error is not None:
+        metrics.http_error(outcome.http_error)
+    for name, happened in (
+        ("rate_limited_429", outcome.rate_limited_429),
+        ("banned_418", outcome.banned_418),
+        ("gaps_backfilled", outcome.gap_backfilled),
+        ("unrecoverable_gaps", outcome.unrecoverable_gap),
+    ):
+        if happened:
+            metrics.add(name)

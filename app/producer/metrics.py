@@ -23,6 +23,10 @@ class ProducerMetrics:
     banned_418: int = 0
     used_weight_1m: int = 0
     producer_rebuilds: int = 0
+    stream_connects: int = 0
+    stream_malformed_frames: int = 0
+    stream_unknown_symbol_frames: int = 0
+    stream_out_of_order_frames: int = 0
     http_errors: dict[str, int] = field(default_factory=lambda: dict.fromkeys(ERROR_KINDS, 0))
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
@@ -52,6 +56,10 @@ class ProducerMetrics:
                 used_weight_1m=self.used_weight_1m,
                 budget_per_minute=self.budget_per_minute,
                 producer_rebuilds=self.producer_rebuilds,
+                stream_connects=self.stream_connects,
+                stream_malformed_frames=self.stream_malformed_frames,
+                stream_unknown_symbol_frames=self.stream_unknown_symbol_frames,
+                stream_out_of_order_frames=self.stream_out_of_order_frames,
             )
 
     def to_json(self, now_ms: int) -> bytes:

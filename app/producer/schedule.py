@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from app.common.schema import RecordError, Trade
 from app.producer.trades import classify_poll, releasable, release_horizon_ms, trades_from_body
@@ -119,6 +119,64 @@ class _SymbolState:
         return self.complete_to_ms
 
 
+@dataclass(frozen=True, slots=True)
+class Screened:
+    """An answer judged on everything but what its trades mean to the caller."""
+
+    trades: list[Trade] | None  # None: nothing usable, the same ids are asked for again
+    outcome: Outcome  # what to count (nothing released yet)
+    failure: tuple[str, str] | None = None  # (kind, detail): the symbol backs off
+
+
+def screen_answer(
+    budget: WeightBudget, request: Request, response: Answer | Failure, now_ms: int
+) -> Screened:
+    """The rules every answer to a trade request obeys, whoever asked: the server's weight count,
+    429 pauses every request for Retry-After, 418 (IP ban) for the ban, any other error or an
+    unreadable body is a failure of this request only."""
+    if isinstance(response, Failure):
+        return Screened(None, Outcome([], http_error=response.kind), (response.kind, response.detail))
+    used = parse_used_weight(response.headers.get(USED_WEIGHT_HEADER))
+    if used is not None:
+        budget.observe_used(used, now_ms)
+    used_now = budget.used(now_ms)
+    status = response.status
+    if status == 429:
+        # The limit is per IP: every symbol waits, not just this one.
+        wait_s = parse_retry_after(response.headers.get("Retry-After"), DEFAULT_RETRY_AFTER_S)
+        budget.block_until(now_ms + int(wait_s * 1000))
+        log.warning("event=rate_limited status=429 retry_after_s=%s path=%s", wait_s, request.path)
+        return Screened(None, Outcome([], used_now, rate_limited_429=True))
+    if status == 418:
+        wait_s = parse_retry_after(response.headers.get("Retry-After"), DEFAULT_BAN_S)
+        budget.block_until(now_ms + int(wait_s * 1000))
+        log.error("event=ip_banned status=418 ban_s=%s path=%s", wait_s, request.path)
+        return Screened(None, Outcome([], used_now, banned_418=True))
+    if status != 200:
+        kind = "5xx" if status >= 500 else "4xx"
+        text = response.body[:200].decode(errors="replace")
+        return Screened(None, Outcome([], used_now, http_error=kind), (kind, f"HTTP {status}: {text!r}"))
+    try:
+        trades = trades_from_body(response.body, request.symbol, now_ms)
+    except RecordError as exc:
+        return Screened(None, Outcome([], used_now, http_error="malformed"), ("malformed", str(exc)))
+    return Screened(trades, Outcome([], used_now))
+
+
+def retry_delay_s(failures: int, jitter: float, kind: str, detail: str, path: str) -> float:
+    """How long a symbol waits after its `failures`-th failed request in a row (logged)."""
+    delay = backoff_s(failures, base_s=BACKOFF_BASE_S, cap_s=BACKOFF_CAP_S, jitter=jitter)
+    log.warning(
+        "event=http_error kind=%s path=%s failures=%d retry_in_s=%.2f detail=%r",
+        kind,
+        path,
+        failures,
+        delay,
+        detail,
+    )
+    return delay
+
+
 class Schedule:
     """Per-symbol polling within one shared weight budget; see the module docstring.
 
@@ -182,36 +240,13 @@ class Schedule:
     def on_answer(self, request: Request, response: Answer | Failure, now: Now) -> Outcome:
         """Take in what came back for `request` (sent after `next_step` returned it)."""
         state = self._states[request.symbol]
-        if isinstance(response, Failure):
-            self._failed(state, response.kind, response.detail, request.path, now)
-            return Outcome(self.release(), http_error=response.kind)
-        used = parse_used_weight(response.headers.get(USED_WEIGHT_HEADER))
-        if used is not None:
-            self._budget.observe_used(used, now.wall_ms)
-        used_now = self._budget.used(now.wall_ms)
-        status = response.status
-        if status == 429:
-            # The limit is per IP: every symbol waits, not just this one.
-            wait_s = parse_retry_after(response.headers.get("Retry-After"), DEFAULT_RETRY_AFTER_S)
-            self._budget.block_until(now.wall_ms + int(wait_s * 1000))
-            log.warning("event=rate_limited status=429 retry_after_s=%s path=%s", wait_s, request.path)
-            return Outcome(self.release(), used_now, rate_limited_429=True)
-        if status == 418:
-            wait_s = parse_retry_after(response.headers.get("Retry-After"), DEFAULT_BAN_S)
-            self._budget.block_until(now.wall_ms + int(wait_s * 1000))
-            log.error("event=ip_banned status=418 ban_s=%s path=%s", wait_s, request.path)
-            return Outcome(self.release(), used_now, banned_418=True)
-        if status != 200:
-            kind = "5xx" if status >= 500 else "4xx"
-            text = response.body[:200].decode(errors="replace")
-            self._failed(state, kind, f"HTTP {status}: {text!r}", request.path, now)
-            return Outcome(self.release(), used_now, http_error=kind)
-        try:
-            trades = trades_from_body(response.body, request.symbol, now.wall_ms)
-        except RecordError as exc:
-            # Nothing from this answer is used: the same ids are asked for again.
-            self._failed(state, "malformed", str(exc), request.path, now)
-            return Outcome(self.release(), used_now, http_error="malformed")
+        screened = screen_answer(self._budget, request, response, now.wall_ms)
+        if screened.failure is not None:
+            self._failed(state, *screened.failure, request.path, now)
+        if screened.trades is None:
+            return replace(screened.outcome, released=self.release())
+        trades = screened.trades
+        used_now = screened.outcome.used_weight_1m
         state.failures = 0
         if request.path == HISTORICAL_TRADES_PATH:
             filled, unrecoverable = self._on_history(request.symbol, state, trades)
@@ -248,16 +283,7 @@ class Schedule:
 
     def _failed(self, state: _SymbolState, kind: str, detail: str, path: str, now: Now) -> None:
         state.failures += 1
-        delay = backoff_s(state.failures, base_s=BACKOFF_BASE_S, cap_s=BACKOFF_CAP_S, jitter=self._jitter())
-        state.due = now.mono_s + delay
-        log.warning(
-            "event=http_error kind=%s path=%s failures=%d retry_in_s=%.2f detail=%r",
-            kind,
-            path,
-            state.failures,
-            delay,
-            detail,
-        )
+        state.due = now.mono_s + retry_delay_s(state.failures, self._jitter(), kind, detail, path)
 
     def _on_latest(
         self, symbol: str, state: _SymbolState, trades: list[Trade], asked_ms: int, now: Now

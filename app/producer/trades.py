@@ -129,3 +129,33 @@ def releasable(pending: Sequence[Trade], horizon_ms: int | None) -> int:
         if trade.trade_time > horizon_ms:
             return count
     return len(pending)
+
+
+def trade_from_stream(frame: str | bytes, ingest_time: int) -> Trade:
+    """One message of a combined `<symbol>@trade` stream: `{"stream": ..., "data": {trade event}}`.
+
+    The trade event has no quoteQty: it is price x qty, computed exactly. RecordError says what
+    is wrong with a frame that is not such a trade.
+    """
+    try:
+        message = json.loads(frame)
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise RecordError(f"frame is not JSON: {exc}") from None
+    event = message.get("data") if isinstance(message, dict) else None
+    if not isinstance(event, dict) or event.get("e") != "trade":
+        raise RecordError(f"frame is not a trade event: {str(message)[:200]}")
+    symbol = event.get("s")
+    if not isinstance(symbol, str) or not symbol:
+        raise RecordError(f"trade event without a symbol: {str(event)[:200]}")
+    price = decimal_value("price", event.get("p"))
+    qty = decimal_value("qty", event.get("q"))
+    return Trade(
+        trade_id=field_value("trade_id", event.get("t")),
+        symbol=symbol,
+        price=price,
+        qty=qty,
+        quote_qty=decimal_value("quote_qty", format((price * qty).normalize(), "f")),
+        trade_time=field_value("trade_time", event.get("T")),
+        is_buyer_maker=field_value("is_buyer_maker", event.get("m")),
+        ingest_time=ingest_time,
+    )

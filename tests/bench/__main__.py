@@ -21,10 +21,10 @@ from app.localkafka.broker import LocalBroker
 from tests.bench import checks, machine, reconcile, report
 from tests.bench.catchup import run_catch_up
 from tests.bench.dashboard import run_dashboard
-from tests.bench.live import run_live
+from tests.bench.live import SYMBOL, run_live
 from tests.bench.memory import RssSampler
 from tests.bench.replay import run_replay
-from tests.bench.sizes import SIZES, SLOWER_LATENCY
+from tests.bench.sizes import SIZES, SLOWER_LATENCY, STREAM, STREAM_SYMBOLS
 from tests.bench.stack import default_settings_env
 from tests.support.pipeline import REPO_ROOT
 
@@ -57,7 +57,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--no-browser", action="store_true", help="no headless Chromium on the dashboard")
     parser.add_argument("--keep", action="store_true", help="keep the work directory (logs) afterwards")
     parser.add_argument(
-        "--only", default="", help="comma-separated phases: live,replay,catch_up,dashboard,reconciliation"
+        "--only",
+        default="",
+        help="comma-separated phases: live,stream,replay,catch_up,dashboard,reconciliation",
     )
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
@@ -85,7 +87,7 @@ def main(argv: list[str] | None = None) -> int:
     broker = LocalBroker(data_dir=work / "kafka")
     try:
         broker = LocalBroker(data_dir=work / "kafka")
-        broker.start()
+        broker.start(timeout_s=180)  # a loaded machine starts the JVM slowly
         if wanted("live"):
             sampler = RssSampler()
             browser = not args.no_browser
@@ -105,6 +107,17 @@ def main(argv: list[str] | None = None) -> int:
                 if slower:
                     slower["memory"] = slower_sampler.report()
                 runs.append(slower)
+            if wanted("stream"):
+                # The WebSocket source on the same stack as the REST run above (its ratio to it).
+                for variant, symbols in (("stream", (SYMBOL,)), ("stream_10_symbols", STREAM_SYMBOLS)):
+                    stream_sampler = RssSampler()
+                    stream = _attempt(
+                        results, f"latency_{variant}", run_live, broker, work / f"live-{variant}", size,
+                        variant, STREAM, stream_sampler, browser, symbols,
+                    )  # fmt: skip
+                    if stream:
+                        stream["memory"] = stream_sampler.report()
+                    runs.append(stream)
             results["latency"] = {}
             for run in filter(None, runs):
                 samples[run["variant"]] = run.pop("samples")

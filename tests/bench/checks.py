@@ -142,6 +142,7 @@ def figures(results: Mapping[str, Any]) -> list[Figure]:
                 value <= TARGETS["dashboard_fragment_ms"],
             )
         )
+    rows += stream_figures(results)
     exactness = results.get("exactness")
     if exactness and exactness["windows"]:
         share = exactness["share_exact"]
@@ -165,3 +166,53 @@ def exactness_total(results: Mapping[str, Any]) -> dict[str, Any]:
     windows = sum(p["windows"] for p in parts)
     exact = sum(p["exact"] for p in parts)
     return {"windows": windows, "exact": exact, "share_exact": exact / windows if windows else None}
+
+
+# The WebSocket source's targets (issue 14): trade time -> aggregate row during the live phase.
+STREAM_TARGETS = {"latency_p50_ms": 1000, "latency_p99_ms": 2000}
+
+
+def stream_figures(results: Mapping[str, Any]) -> list[Figure]:
+    """The WebSocket runs against their targets, as a ratio to the REST run of the same benchmark,
+    and the ten-symbol run's latency and weight."""
+    latency = results.get("latency", {})
+
+    def live(variant: str) -> tuple[float | None, float | None]:
+        summary = latency.get(variant, {}).get("latency_ms", {}).get("live", {}).get("trade_time", {})
+        return summary.get("p50"), summary.get("p99")
+
+    rest = live("default")
+    rows: list[Figure] = []
+    for variant in ("stream", "stream_10_symbols"):
+        if variant not in latency:
+            continue
+        p50, p99 = live(variant)
+        ratios = [
+            f"{a / b:.2f}" if a is not None and b else "n/a" for a, b in zip((p50, p99), rest, strict=True)
+        ]
+        met = (
+            p50 is not None
+            and p99 is not None
+            and p50 <= STREAM_TARGETS["latency_p50_ms"]
+            and p99 <= STREAM_TARGETS["latency_p99_ms"]
+        )
+        symbols = latency[variant].get("symbols", 1)
+        rows.append(
+            Figure(
+                f"WebSocket source, {symbols} symbol(s): live trade time->row p50/p99, ratio to REST",
+                f"{_ms(p50)} / {_ms(p99)} (x{ratios[0]} / x{ratios[1]} of REST "
+                f"{_ms(rest[0])} / {_ms(rest[1])})",
+                "p50 <= 1,000 ms, p99 <= 2,000 ms",
+                met,
+            )
+        )
+        weight = latency[variant]["weight"]
+        rows.append(
+            Figure(
+                f"WebSocket source, {symbols} symbol(s): REST weight (back-fill only)",
+                f"peak {weight['max_weight_per_minute']}/min in {weight['requests']} requests",
+                f"<= {weight['budget_per_minute']}/min",
+                weight["max_weight_per_minute"] <= weight["budget_per_minute"],
+            )
+        )
+    return rows

@@ -114,7 +114,8 @@ def test_producer_metric_keeps_the_layout_the_dashboard_has_always_read() -> Non
     assert list(json.loads(metric.to_json())) == [
         "source", "time", "trades_published", "polls", "gaps_backfilled", "unrecoverable_gaps",
         "http_errors", "rate_limited_429", "banned_418", "used_weight_1m", "budget_per_minute",
-        "producer_rebuilds",
+        "producer_rebuilds", "stream_connects", "stream_malformed_frames", "stream_unknown_symbol_frames",
+        "stream_out_of_order_frames",
     ]  # fmt: skip
     assert metric_from_json(b"producer", metric.to_json()) == metric
 

@@ -60,4 +60,14 @@ CASES = [
          "each one on the late-trades topic"),
 ]  # fmt: skip
 
+# The binance_ws source (the fake exchange's trade stream, tests/support/fake_ws.py).
+CASES += [
+    Case("ws_drop", "the stream's TCP connection cut, later a normal close as after Binance's 24 hours",
+         "stream_connects, /trades after each reconnect"),
+    Case("ws_skip", "30 trades left out of the stream: an id gap", "gaps_backfilled, /historicalTrades"),
+    Case("ws_malformed", "two frames not JSON, two for a symbol not subscribed, two repeated ids",
+         "stream_malformed_frames, stream_unknown_symbol_frames, stream_out_of_order_frames"),
+    Case("ws_stall", "the stream goes silent with the connection open", "stream_stalled, stream_connects"),
+]  # fmt: skip
+
 CASE_NAMES = [case.name for case in CASES]

@@ -276,6 +276,8 @@ def event_counted(case: str, e: Evidence) -> tuple[bool, str]:
     if case == "late_burst":
         ok = e.injected_late >= 1 and e.late_trades == e.injected_late
         return ok, _figures(sent_late=e.injected_late, late_topic=e.late_trades)
+    if case.startswith("ws_"):
+        return ws_event_counted(case, e)
     raise ValueError(f"unknown case {case!r}")
 
 
@@ -345,3 +347,24 @@ def canonical(windows: Mapping[str, Mapping[str, Any]]) -> dict[str, dict[str, s
         key: {name: str(value) if isinstance(value, Decimal) else value for name, value in values.items()}
         for key, values in windows.items()
     }
+
+
+def ws_event_counted(case: str, e: Evidence) -> tuple[bool, str]:
+    """`event_counted` of the binance_ws source's cases: every fault served, and its own sign."""
+    c = e.producer
+    served = e.faults_served >= 1 and e.faults_pending == 0
+    if case == "ws_drop":  # the first connection, then one after each of the two closes
+        ok = served and c.stream_connects >= 3
+        return ok, _figures(stream_connects=c.stream_connects, faults_served=e.faults_served)
+    if case == "ws_skip":
+        ok = served and c.gaps_backfilled >= 1 and e.historical_requests >= 1
+        return ok, _figures(gaps_backfilled=c.gaps_backfilled, historical=e.historical_requests)
+    if case == "ws_malformed":
+        dropped = (c.stream_malformed_frames, c.stream_unknown_symbol_frames, c.stream_out_of_order_frames)
+        ok = served and min(dropped) >= 2
+        return ok, _figures(malformed=dropped[0], unknown_symbol=dropped[1], out_of_order=dropped[2])
+    if case == "ws_stall":
+        stalled = e.log_events.get("stream_stalled", 0)
+        ok = served and stalled >= 1 and c.stream_connects >= 2
+        return ok, _figures(stream_stalled=stalled, stream_connects=c.stream_connects)
+    raise ValueError(f"unknown case {case!r}")

@@ -40,6 +40,7 @@ from tests.producer.kafka_helpers import end_offset_total
 from tests.support import conservation
 from tests.support.conservation import Conservation
 from tests.support.fake_exchange import HISTORICAL_TRADES_PATH, TRADES_PATH, FakeExchange
+from tests.support.fake_ws import FakeStream
 from tests.support.kafka import read_all, write_raw
 from tests.support.pipeline import expected_windows, pipeline_env, wait_for
 
@@ -56,6 +57,14 @@ TRIGGER_S = 0.5  # the pipeline's trigger interval (tests.support.pipeline.pipel
 DUPLICATE_COPIES = 25  # raw records written again at each of the duplicates case's three moments
 LATE_BURST = 40
 LATE_SYMBOL = "LATEUSDT"  # served by nobody, so the id checks of the served symbols do not see it
+STREAM_SILENCE_S = 2.0  # ws_stall: how soon the producer gives up on a silent stream
+# What each ws_ case tells the fake stream, in turn: (fault, how many trades it takes).
+WS_FAULTS = {
+    "ws_drop": [("drop", 1), ("expire", 1)],
+    "ws_skip": [("skip", 30)],
+    "ws_malformed": [("malformed", 2), ("unknown_symbol", 2), ("repeat", 2)],
+    "ws_stall": [("stall", 1)],
+}
 
 
 class CaseError(RuntimeError):
@@ -128,6 +137,7 @@ class CaseRun:
         self.fault_thread: threading.Thread | None = None
         self.injected_copies = 0
         self.injected_late = 0
+        self.stream: FakeStream | None = None  # the ws_ cases' trade stream
 
     # -- the run ----------------------------------------------------------------------------
 
@@ -177,6 +187,8 @@ class CaseRun:
         self.exchange.start()
         stack.callback(self.exchange.stop)
         env["TELEMETRY_BINANCE_BASE_URL"] = self.exchange.base_url
+        if self.case.name.startswith("ws_"):
+            env |= self._start_stream(stack)
         self.settings = Settings.from_env(env)
         delay = self.size.restart_delay_s
         self.spark = Supervised("app.processing", env, self.logs / "processing.log", delay)
@@ -184,6 +196,10 @@ class CaseRun:
         self.producer = Supervised("app.producer", env, self.logs / "producer.log", delay)
         assert self.exchange is not None
         exchange = self.exchange
+        if self.stream is not None:
+            stream = self.stream
+            wait_for(lambda: stream.connections() >= 1, 60, "the producer's stream", interval_s=0.5)
+            return
         wait_for(
             lambda: len(exchange.requests(TRADES_PATH)) >= 2, 60, "the producer's first polls", interval_s=0.5
         )
@@ -236,6 +252,9 @@ class CaseRun:
         for symbol, rows in trades.items():
             self.exchange.append(symbol, trades=rows)
         since = time.time()
+        if self.stream is not None:
+            self._stream_sync(sum(len(rows) for rows in trades.values()))
+            return
         deadline = time.monotonic() + SYNC_S
         while time.monotonic() < deadline:
             polled = {
@@ -478,4 +497,38 @@ class CaseRun:
                     e.spark_batches_before[query] = max(e.spark_batches_before.get(query, -1), batch)
                 else:
                     e.spark_batches_after[query] = min(e.spark_batches_after.get(query, batch), batch)
+        if self.stream is not None:
+            e.faults_served += len(self.stream.faults_served())
+            e.faults_pending += self.stream.pending_faults()
         return e
+
+    # -- the WebSocket source's cases (ws_*) ------------------------------------------------
+
+    def _start_stream(self, stack: ExitStack) -> dict[str, str]:
+        assert self.exchange is not None
+        self.stream = FakeStream(self.exchange).start()
+        stack.callback(self.stream.stop)
+        return {
+            "TELEMETRY_SOURCE": "binance_ws",
+            "TELEMETRY_BINANCE_WS_URL": self.stream.url,
+            "TELEMETRY_STREAM_SILENCE_S": str(STREAM_SILENCE_S),
+        }
+
+    def _stream_sync(self, count: int) -> None:
+        """Wait (briefly) until the stream has sent the trades just appended."""
+        assert self.stream is not None
+        stream = self.stream
+        target = stream.frames_sent() + count
+        deadline = time.monotonic() + SYNC_S
+        while time.monotonic() < deadline and stream.frames_sent() < target:
+            time.sleep(0.02)
+
+    def _fault_ws(self) -> None:
+        assert self.stream is not None
+        stream = self.stream
+        for kind, times in WS_FAULTS[self.case.name]:
+            stream.add_fault(kind, times=times)
+            self.injected.set()
+            wait_for(
+                lambda: stream.pending_faults() == 0, 60, f"the {kind} fault to be served", interval_s=0.2
+            )

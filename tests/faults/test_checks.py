@@ -146,3 +146,26 @@ def test_repeated_deliveries_and_late_trades_counted_exactly() -> None:
     late = checks.Evidence(injected_late=40, late_trades=40)
     assert checks.event_counted("late_burst", late)[0]
     assert not checks.event_counted("late_burst", dataclasses.replace(late, late_trades=39))[0]
+
+
+def test_a_stream_case_is_counted_only_with_its_own_sign_and_every_fault_served() -> None:
+    signs = {
+        "ws_drop": ProducerMetric(stream_connects=3),
+        "ws_skip": ProducerMetric(gaps_backfilled=1),
+        "ws_malformed": ProducerMetric(
+            stream_malformed_frames=2, stream_unknown_symbol_frames=2, stream_out_of_order_frames=2
+        ),
+        "ws_stall": ProducerMetric(stream_connects=2),
+    }
+    assert sorted(signs) == sorted(n for n in CASE_NAMES if n.startswith("ws_"))
+    for case, counters in signs.items():
+        seen = checks.Evidence(
+            producer=counters, faults_served=1, historical_requests=1, log_events={"stream_stalled": 1}
+        )
+        assert checks.event_counted(case, seen)[0], case
+        assert not checks.event_counted(case, checks.Evidence(faults_served=1))[0], case
+        unserved = checks.Evidence(
+            producer=counters, faults_served=1, faults_pending=1, historical_requests=1,
+            log_events={"stream_stalled": 1},
+        )  # fmt: skip
+        assert not checks.event_counted(case, unserved)[0], f"{case}: a fault never served"

@@ -59,7 +59,7 @@ import random
 import threading
 import time
 from collections import deque
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from decimal import Decimal
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -143,6 +143,7 @@ class FakeExchange:
         self._thread: threading.Thread | None = None
         self._ticker: threading.Thread | None = None
         self._ticker_stop = threading.Event()
+        self._listeners: list[Callable[[str, list[dict[str, Any]]], None]] = []
         for symbol in symbols:
             self.add_symbol(symbol, initial_trades)
 
@@ -234,7 +235,22 @@ class FakeExchange:
                     for row in rows
                 ]
             book.extend(added)
+            # Called under the lock, so every listener sees each symbol's trades in id order.
+            for listener in self._listeners:
+                listener(symbol, [dict(t) for t in added])
             return [dict(t) for t in added]
+
+    def subscribe(self, listener: Callable[[str, list[dict[str, Any]]], None]) -> Callable[[], None]:
+        """Call `listener(symbol, trades)` with every later append (the WebSocket side,
+        tests/support/fake_ws.py); returns the call that unsubscribes it."""
+        with self._lock:
+            self._listeners.append(listener)
+
+        def unsubscribe() -> None:
+            with self._lock:
+                self._listeners.remove(listener)
+
+        return unsubscribe
 
     def trades(self, symbol: str) -> list[dict[str, Any]]:
         """Every trade of the symbol so far, ascending id."""
