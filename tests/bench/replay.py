@@ -96,10 +96,10 @@ def replay_env(broker: LocalBroker, work: Path, data: ReplayData, variant: str) 
 
 
 def wait_consumed(bootstrap: str, env: dict[str, str], data: ReplayData, query: str, job: Process) -> None:
-    # Generous: 2,000 trades/s at least, whatever the machine.
+    # Generous: 500 trades/s at least, on a machine other jobs may load many times over.
     wait_for(
         lambda: consumed(topics.spark_metrics(bootstrap, env["TELEMETRY_METRICS_TOPIC"]), data.trades, query),
-        120 + data.trades / 2_000,
+        300 + data.trades / 500,
         "every offset consumed by the query",
         [job],
     )
