@@ -143,7 +143,8 @@ def test_a_double_vwap_is_inexact_when_it_rounds_to_another_8th_place() -> None:
 
 
 def test_memory_over_its_cap_fails_the_full_size_only() -> None:
-    memory = {"peak_rss_bytes": {SPARK_JOB: int(1.6 * checks.GIB)}, "in_stack": [SPARK_JOB]}
+    peaks = {SPARK_JOB: int(1.6 * checks.GIB)}
+    memory = {"peak_rss_bytes": peaks, "in_stack": [SPARK_JOB]}
     run = {
         "settings": {"TELEMETRY_TRIGGER_INTERVAL": "1 second"},
         "memory": memory,
@@ -155,5 +156,5 @@ def test_memory_over_its_cap_fails_the_full_size_only() -> None:
     assert checks.correctness_failures(results | {"size": "full"}) == [
         "replay trigger_1s, trigger 1 second: spark job peak RSS 1.60 GiB > 1.5 GiB"
     ]
-    memory["peak_rss_bytes"][SPARK_JOB] = int(1.4 * checks.GIB)
+    peaks[SPARK_JOB] = int(1.4 * checks.GIB)
     assert not checks.correctness_failures(results | {"size": "full"})
