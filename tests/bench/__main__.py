@@ -87,7 +87,7 @@ def main(argv: list[str] | None = None) -> int:
     broker = LocalBroker(data_dir=work / "kafka")
     try:
         broker = LocalBroker(data_dir=work / "kafka")
-        broker.start(timeout_s=180)  # a loaded machine starts the JVM slowly
+        broker.start(timeout_s=300)  # on a loaded machine the broker's JVM takes minutes to start
         if wanted("live"):
             sampler = RssSampler()
             browser = not args.no_browser

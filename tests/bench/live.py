@@ -22,7 +22,7 @@ from app.common.settings import Settings
 from app.core.windows import WINDOW_MS, window_start
 from app.localkafka.broker import LocalBroker
 from tests.bench import stats, topics
-from tests.bench.memory import RssSampler
+from tests.bench.memory import SPARK_JOB, RssSampler
 from tests.bench.sizes import Size
 from tests.bench.stack import Dashboard, default_settings_env, settings_used, start_spark
 from tests.bench.trades import PriceWalk, live_trades
@@ -110,7 +110,7 @@ def run_live(
                     "kafka broker", lambda: tree_rss_bytes(broker.process.pid) if broker.process else 0
                 )
                 sampler.watch("producer", producer.rss_bytes)
-                sampler.watch("spark job (driver + JVM)", spark.rss_bytes)
+                sampler.watch(SPARK_JOB, spark.rss_bytes)
                 sampler.watch("dashboard server", dashboard.server.rss_bytes)
                 if dashboard.browser is not None:
                     pid = dashboard.browser.pid

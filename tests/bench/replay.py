@@ -4,6 +4,10 @@ earliest offset, timed until its query has consumed every offset.
 trades/s = N / (end of the last micro-batch with input - start of the first one), from the job's own
 progress reports on the metrics topic (batch start time + batch duration):
 the JVM's start-up is left out (reported separately as wall time from process start).
+
+Two references read the same topic in the same run, timed the same way (tests/bench/reference.py):
+Spark's read ceiling (a no-op sink) and a peer-style floating-point job, whose VWAPs are compared
+with the exact ones. The job's run also checks that every raw record is accounted for.
 """
 
 from __future__ import annotations
@@ -21,10 +25,12 @@ from app.localkafka.broker import LocalBroker
 from app.processing.job import QUERY_NAME
 from app.producer.trades import trade_from_binance
 from tests.bench import stats, topics
+from tests.bench.memory import SPARK_JOB, RssSampler
+from tests.bench.reference import REFERENCES
 from tests.bench.sizes import REPLAY_VARIANTS
 from tests.bench.stack import default_settings_env, settings_used, start_spark
 from tests.bench.trades import replay_windows
-from tests.support.pipeline import expected_windows, pipeline_env, wait_for
+from tests.support.pipeline import Process, expected_windows, pipeline_env, wait_for
 from tests.support.trades import closer
 
 log = logging.getLogger(__name__)
@@ -37,6 +43,7 @@ MINUTES = 60
 class ReplayData:
     raw_topic: str
     trades: int  # records in the raw topic, closers included
+    closers: int  # records whose windows no later trade closes: they stay open
     expected: dict[str, dict[str, Any]]
     write_s: float
 
@@ -65,11 +72,11 @@ def prepare(broker: LocalBroker, work: Path, count: int) -> ReplayData:
 
     started = time.monotonic()
     written = topics.produce_fast(broker.bootstrap_servers, raw_topic, records())
-    return ReplayData(raw_topic, written, expected, round(time.monotonic() - started, 1))
+    return ReplayData(raw_topic, written, len(SYMBOLS), expected, round(time.monotonic() - started, 1))
 
 
-def consumed(progress: list[SparkMetric], total: int) -> bool:
-    return sum(m.num_input_rows for m in progress if m.query == QUERY_NAME) >= total
+def consumed(progress: list[SparkMetric], total: int, query: str = QUERY_NAME) -> bool:
+    return sum(m.num_input_rows for m in progress if m.query == query) >= total
 
 
 def busy_span_ms(progress: list[SparkMetric]) -> tuple[int, int] | None:
@@ -80,22 +87,45 @@ def busy_span_ms(progress: list[SparkMetric]) -> tuple[int, int] | None:
     return min(m.time for m in busy), max(m.time + (m.batch_duration_ms or 0) for m in busy)
 
 
-def run_variant(broker: LocalBroker, work: Path, data: ReplayData, variant: str) -> dict[str, Any]:
+def replay_env(broker: LocalBroker, work: Path, data: ReplayData, variant: str) -> dict[str, str]:
+    """A run's environment: new output topics, the replay's raw topic read from the start."""
     work.mkdir(parents=True, exist_ok=True)
-    bootstrap = broker.bootstrap_servers
-    env = pipeline_env(bootstrap, work / "checkpoints", SYMBOLS) | default_settings_env()
+    env = pipeline_env(broker.bootstrap_servers, work / "checkpoints", SYMBOLS) | default_settings_env()
     env |= {"TELEMETRY_RAW_TOPIC": data.raw_topic, "TELEMETRY_STARTING_OFFSETS": "earliest"}
-    env |= REPLAY_VARIANTS[variant]
+    return env | REPLAY_VARIANTS[variant]
+
+
+def wait_consumed(bootstrap: str, env: dict[str, str], data: ReplayData, query: str, job: Process) -> None:
+    # Generous: 500 trades/s at least, on a machine other jobs may load many times over.
+    wait_for(
+        lambda: consumed(topics.spark_metrics(bootstrap, env["TELEMETRY_METRICS_TOPIC"]), data.trades, query),
+        300 + data.trades / 500,
+        "every offset consumed by the query",
+        [job],
+    )
+
+
+def timing(progress: list[SparkMetric], trades: int) -> dict[str, Any]:
+    span = busy_span_ms(progress)
+    seconds = (span[1] - span[0]) / 1000 if span else None
+    return {
+        "busy_seconds": seconds,
+        "trades_per_s": round(trades / seconds) if seconds else None,
+        "batches_with_input": sum(1 for m in progress if m.num_input_rows),
+        "longest_batch_ms": max((m.batch_duration_ms or 0 for m in progress), default=0),
+    }
+
+
+def run_variant(broker: LocalBroker, work: Path, data: ReplayData, variant: str) -> dict[str, Any]:
+    bootstrap = broker.bootstrap_servers
+    env = replay_env(broker, work, data, variant)
     started = time.monotonic()
     spark = start_spark(env, work / "processing.log")
+    sampler = RssSampler()
+    sampler.watch(SPARK_JOB, spark.rss_bytes)
+    sampler.start()
     try:
-        # Generous: 2,000 trades/s at least, whatever the machine.
-        wait_for(
-            lambda: consumed(topics.spark_metrics(bootstrap, env["TELEMETRY_METRICS_TOPIC"]), data.trades),
-            120 + data.trades / 2_000,
-            "every offset consumed by the query",
-            [spark],
-        )
+        wait_consumed(bootstrap, env, data, QUERY_NAME, spark)
         wall_s = time.monotonic() - started
         wait_for(
             lambda: data.expected.keys() <= topics.final_keys(bootstrap, env["TELEMETRY_AGGREGATES_TOPIC"]),
@@ -104,24 +134,50 @@ def run_variant(broker: LocalBroker, work: Path, data: ReplayData, variant: str)
             [spark],
         )
     finally:
+        sampler.stop()
         spark.stop()
     progress = topics.spark_metrics(bootstrap, env["TELEMETRY_METRICS_TOPIC"])
-    span = busy_span_ms(progress)
-    seconds = (span[1] - span[0]) / 1000 if span else None
     _, finals = topics.aggregates(bootstrap, env["TELEMETRY_AGGREGATES_TOPIC"])
-    batches = sum(1 for m in progress if m.num_input_rows)
-    longest = max((m.batch_duration_ms or 0 for m in progress), default=0)
+    raw_size = topics.TopicSize(bootstrap, data.raw_topic)
+    try:
+        raw_records = raw_size()
+    finally:
+        raw_size.close()
+    ledgers = topics.last_ledgers(bootstrap, env["TELEMETRY_METRICS_TOPIC"])
     return {
         "variant": variant,
         "settings": settings_used(env),
         "trades": data.trades,
-        "busy_seconds": seconds,
-        "trades_per_s": round(data.trades / seconds) if seconds else None,
+        **timing(progress, data.trades),
         "wall_seconds_incl_startup": round(wall_s, 1),
-        "batches_with_input": batches,
-        "longest_batch_ms": longest,
+        "memory": sampler.report(),
         "exactness": stats.compare_windows(data.expected, finals),
+        "conservation": stats.conservation(raw_records, finals, ledgers, data.closers),
     }
+
+
+def run_reference(broker: LocalBroker, work: Path, data: ReplayData, name: str) -> dict[str, Any]:
+    """One reference job (`python -m tests.bench.reference <name>`) over the replay's topic, with the
+    default variant's settings."""
+    bootstrap = broker.bootstrap_servers
+    env = replay_env(broker, work, data, "default")
+    started = time.monotonic()
+    job = start_spark(env, work / "reference.log", name, module="tests.bench.reference")
+    try:
+        wait_consumed(bootstrap, env, data, name, job)
+        wall_s = time.monotonic() - started
+    finally:
+        job.stop()
+    figures = {
+        "reference": name,
+        "trades": data.trades,
+        **timing(topics.spark_metrics(bootstrap, env["TELEMETRY_METRICS_TOPIC"]), data.trades),
+        "wall_seconds_incl_startup": round(wall_s, 1),
+    }
+    if name == "peer":
+        vwaps = topics.last_vwaps(bootstrap, env["TELEMETRY_AGGREGATES_TOPIC"])
+        figures["vwap_vs_exact"] = stats.inexact_vwaps(data.expected, vwaps)
+    return figures
 
 
 def run_replay(broker: LocalBroker, work: Path, count: int, variants: tuple[str, ...]) -> dict[str, Any]:
@@ -140,4 +196,13 @@ def run_replay(broker: LocalBroker, work: Path, count: int, variants: tuple[str,
     default = results["variants"].get("default", {}).get("trades_per_s")
     for figures in results["variants"].values():
         figures["ratio_vs_default"] = stats.ratio(figures.get("trades_per_s"), default)
+    results["references"] = {}
+    for name in REFERENCES:
+        log.info("replay reference %s", name)
+        try:
+            results["references"][name] = run_reference(broker, work / f"reference-{name}", data, name)
+        except (AssertionError, TimeoutError) as exc:
+            results["references"][name] = {"reference": name, "error": str(exc)[-3000:]}
+        reference = results["references"][name].get("trades_per_s")
+        results["references"][name]["job_ratio"] = stats.ratio(default, reference)
     return results

@@ -40,9 +40,12 @@ def settings_used(env: dict[str, str]) -> dict[str, str]:
     }
 
 
-def start_spark(env: dict[str, str], log: Path, *args: str, timeout_s: float = 300) -> Process:
-    """The streaming job (`python -m app.processing`), waited for until its query runs."""
-    spark = Process("app.processing", env, log, *args)
+def start_spark(
+    env: dict[str, str], log: Path, *args: str, timeout_s: float = 300, module: str = "app.processing"
+) -> Process:
+    """The streaming job (`python -m app.processing`, or a reference job's module), waited for until
+    its query runs."""
+    spark = Process(module, env, log, *args)
     try:
         wait_for(lambda: SPARK_STARTED in spark.log_text(), timeout_s, "the Spark queries", [spark])
     except BaseException:

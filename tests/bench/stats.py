@@ -1,5 +1,6 @@
 """Pure computations of the benchmark: percentiles, trade -> aggregate-row matching, id continuity,
-exact window comparison. No I/O, so tests/bench/test_stats.py checks them directly."""
+exact window comparison, conservation of records. No I/O, so tests/bench/test_stats.py checks them
+directly."""
 
 from __future__ import annotations
 
@@ -8,9 +9,11 @@ import math
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from fractions import Fraction
 from typing import Any
 
-from app.common.schema import WindowStats
+from app.common.schema import SparkLedger, WindowStats
+from tests.support.exact import half_even_8
 
 
 def percentile(values: Sequence[float], q: float) -> float:
@@ -118,6 +121,43 @@ def compare_windows(
         "share_exact": exact / len(expected) if expected else None,
         "mismatches": mismatches[:10],
     }
+
+
+def inexact_vwaps(expected: Mapping[str, Mapping[str, Any]], vwaps: Mapping[str, float]) -> dict[str, Any]:
+    """A floating-point job's VWAP per window against the exact one: a window is inexact when its
+    double, rounded half-even to 8 places as the exact VWAP is, differs from it."""
+    inexact = [
+        f"{key}: {vwaps[key]!r} != {want['vwap']}"
+        for key, want in expected.items()
+        if key in vwaps and half_even_8(Fraction(vwaps[key])) != want["vwap"]
+    ]
+    return {
+        "windows": len(expected),
+        "inexact": len(inexact),
+        "missing": sum(1 for key in expected if key not in vwaps),
+        "examples": inexact[:5],
+    }
+
+
+def conservation(
+    raw_records: int, finals: Mapping[str, WindowStats], ledgers: Iterable[SparkLedger], open_records: int
+) -> dict[str, Any]:
+    """Where every raw record went: raw = sum of trade_count over the distinct final windows + late +
+    dead letters + duplicates (the last ledger of each symbol) + the trades of the windows no
+    watermark can close yet, which must be exactly the `open_records` the input left open."""
+    ledger = list(ledgers)
+    figures = {
+        "raw_records": raw_records,
+        "final_trades": sum(row.trade_count for row in finals.values()),
+        "late": sum(m.late for m in ledger),
+        "dead_letters": sum(m.dead_letters for m in ledger),
+        "duplicates": sum(m.duplicates for m in ledger),
+        "open_trades": sum(m.open_trades for m in ledger),
+        "open_expected": open_records,
+    }
+    accounted = sum(figures[k] for k in ("final_trades", "late", "dead_letters", "duplicates", "open_trades"))
+    figures["holds"] = accounted == raw_records and figures["open_trades"] == open_records
+    return figures
 
 
 def cdf_points(values: Sequence[float], points: int = 200) -> list[tuple[float, float]]:

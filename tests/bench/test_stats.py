@@ -6,9 +6,11 @@ import random
 from decimal import Decimal
 from typing import Any
 
+from app.common.schema import SparkLedger
 from app.core.windows import WINDOW_MS, aggregate_window
 from app.producer.trades import trade_from_binance
 from tests.bench import checks, stats
+from tests.bench.memory import SPARK_JOB
 from tests.bench.stats import RowSeen
 from tests.bench.trades import MAX_LATE_MS, PriceWalk, live_trades, replay_windows
 from tests.support.pipeline import expected_windows
@@ -98,3 +100,61 @@ def test_budget_bound_counts_the_minute_boundaries_a_backlog_must_cross() -> Non
     assert stats.budget_bound_s(200, 240, 10.0) == 0.0  # fits in what is left of the first minute
     assert stats.budget_bound_s(301, 240, 45.0) == 15.0  # waits for the next minute once
     assert stats.budget_bound_s(301, 120, 45.0) == 75.0  # three minutes: two boundaries
+
+
+def _finals(counts: list[int]) -> dict[str, Any]:
+    walk = PriceWalk(random.Random(5))
+    finals = {}
+    for minute, count in enumerate(counts):
+        raw = live_trades(walk, count, now_ms=minute * WINDOW_MS + 30_000)
+        trades = [
+            trade_from_binance({k: v for k, v in t.items() if k != "late_ms"} | {"id": i + 1}, "BTCUSDT", 0)
+            for i, t in enumerate(raw)
+        ]
+        row = aggregate_window(trades, is_final=True)
+        finals[row.key] = row
+    return finals
+
+
+def test_conservation_accounts_for_every_raw_record_exactly() -> None:
+    finals = _finals([40, 25])
+    ledgers = [
+        SparkLedger("BTCUSDT", late=3, dead_letters=0, duplicates=7, open_trades=1),
+        SparkLedger("", dead_letters=2),
+    ]
+    assert stats.conservation(78, finals, ledgers, open_records=1)["holds"]
+    assert not stats.conservation(79, finals, ledgers, open_records=1)["holds"]  # one record lost
+    assert not stats.conservation(77, finals, ledgers, open_records=1)["holds"]  # one counted twice
+    # Right in total, but a trade sits in a window that should have closed.
+    assert not stats.conservation(78, finals, ledgers, open_records=0)["holds"]
+    run = {"exactness": {"windows": 1, "exact": 1, "mismatches": []}}
+    held = run | {"conservation": stats.conservation(78, finals, ledgers, 1)}
+    broken = run | {"conservation": stats.conservation(79, finals, ledgers, 1)}
+    assert not checks.correctness_failures({"replay": {"variants": {"default": held}}})
+    assert checks.correctness_failures({"replay": {"variants": {"default": broken}}})
+
+
+def test_a_double_vwap_is_inexact_when_it_rounds_to_another_8th_place() -> None:
+    expected = {"a": {"vwap": Decimal("0.30000000")}, "b": {"vwap": Decimal("1.00000000")}, "c": {}}
+    # 0.1 + 0.2 is 0.30000000000000004: still 0.30000000 at 8 places.
+    assert stats.inexact_vwaps(expected, {"a": 0.1 + 0.2, "b": 0.999999994})["inexact"] == 1
+    assert stats.inexact_vwaps(expected, {"a": 0.1 + 0.2, "b": 0.999999994})["missing"] == 1
+    assert stats.inexact_vwaps(expected, {"a": 0.3, "b": 0.999999995})["inexact"] == 0
+
+
+def test_memory_over_its_cap_fails_the_full_size_only() -> None:
+    peaks = {SPARK_JOB: int(1.6 * checks.GIB)}
+    memory = {"peak_rss_bytes": peaks, "in_stack": [SPARK_JOB]}
+    run = {
+        "settings": {"TELEMETRY_TRIGGER_INTERVAL": "1 second"},
+        "memory": memory,
+        "exactness": {"windows": 1, "exact": 1, "mismatches": []},
+        "conservation": {"holds": True},
+    }
+    results: dict[str, Any] = {"size": "ci", "replay": {"variants": {"trigger_1s": run}}}
+    assert not checks.correctness_failures(results)
+    assert checks.correctness_failures(results | {"size": "full"}) == [
+        "replay trigger_1s, trigger 1 second: spark job peak RSS 1.60 GiB > 1.5 GiB"
+    ]
+    peaks[SPARK_JOB] = int(1.4 * checks.GIB)
+    assert not checks.correctness_failures(results | {"size": "full"})

@@ -9,7 +9,7 @@ from typing import Any
 from confluent_kafka import KafkaException, Producer
 from kafka import KafkaConsumer, TopicPartition
 
-from app.common.schema import SparkMetric, Trade, WindowStats, metric_from_json
+from app.common.schema import SparkLedger, SparkMetric, Trade, WindowStats, metric_from_json
 from tests.bench.stats import RowSeen
 from tests.support.kafka import read_all
 
@@ -91,3 +91,23 @@ def spark_metrics(bootstrap: str, topic: str) -> list[SparkMetric]:
     """The Spark job's progress reports on the metrics topic, decoded by their contract."""
     reports = [metric_from_json(r.key, r.value) for r in read_all(bootstrap, topic, timeout_s=60)]
     return [m for m in reports if isinstance(m, SparkMetric)]
+
+
+def last_ledgers(bootstrap: str, topic: str) -> list[SparkLedger]:
+    """The latest `SparkLedger` of each symbol: its counts are cumulative, so the one with most records."""
+    latest: dict[str, SparkLedger] = {}
+    for record in read_all(bootstrap, topic, timeout_s=60):
+        metric = metric_from_json(record.key, record.value)
+        if isinstance(metric, SparkLedger):
+            held = latest.get(metric.symbol)
+            if held is None or (metric.records, metric.accounted) >= (held.records, held.accounted):
+                latest[metric.symbol] = metric
+    return list(latest.values())
+
+
+def last_vwaps(bootstrap: str, topic: str) -> dict[str, float]:
+    """The peer reference's latest VWAP of each window (update mode: the last row of a key wins)."""
+    return {
+        record.key.decode(): json.loads(record.value)["vwap"]
+        for record in read_all(bootstrap, topic, timeout_s=120)
+    }
