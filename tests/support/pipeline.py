@@ -31,16 +31,28 @@ def pipeline_env(
 ) -> dict[str, str]:
     """The environment of one pipeline run: four new topics on `bootstrap`, loopback everywhere.
     The raw topic never expires records, so trades with old times (replays, reprocessing) stay."""
-    topics = {
+    topics = new_topic_names()
+    create_topics(bootstrap, [topics["TELEMETRY_RAW_TOPIC"]], partitions, {"retention.ms": "-1"})
+    create_topics(bootstrap, [topics["TELEMETRY_AGGREGATES_TOPIC"]], partitions)
+    create_topics(bootstrap, [topics["TELEMETRY_DEAD_LETTER_TOPIC"], topics["TELEMETRY_METRICS_TOPIC"]])
+    return run_env(bootstrap, topics, checkpoint_dir, symbols) | overrides
+
+
+def new_topic_names() -> dict[str, str]:
+    """Fresh names for the four topics, as the settings' environment variables."""
+    return {
         "TELEMETRY_RAW_TOPIC": unique_topic("raw"),
         "TELEMETRY_AGGREGATES_TOPIC": unique_topic("agg"),
         "TELEMETRY_DEAD_LETTER_TOPIC": unique_topic("dlq"),
         "TELEMETRY_METRICS_TOPIC": unique_topic("metrics"),
     }
-    create_topics(bootstrap, [topics["TELEMETRY_RAW_TOPIC"]], partitions, {"retention.ms": "-1"})
-    create_topics(bootstrap, [topics["TELEMETRY_AGGREGATES_TOPIC"]], partitions)
-    create_topics(bootstrap, [topics["TELEMETRY_DEAD_LETTER_TOPIC"], topics["TELEMETRY_METRICS_TOPIC"]])
-    env = dict(os.environ) | topics
+
+
+def run_env(
+    bootstrap: str, topics: Mapping[str, str], checkpoint_dir: Path, symbols: Iterable[str]
+) -> dict[str, str]:
+    """The environment of one pipeline run on topics that exist already."""
+    env = dict(os.environ) | dict(topics)
     env |= {
         "TELEMETRY_KAFKA_BOOTSTRAP_SERVERS": bootstrap,
         "TELEMETRY_SYMBOLS": ",".join(symbols),
@@ -54,7 +66,7 @@ def pipeline_env(
         "SPARK_LOCAL_IP": "127.0.0.1",
         "PYSPARK_PYTHON": sys.executable,
     }
-    return env | overrides
+    return env
 
 
 class Process:
