@@ -10,21 +10,27 @@ import logging
 import threading
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from app.common.schema import Trade, WindowStats
 from app.common.settings import Settings
 from app.common.topics import ensure_topics
+from app.core.windows import WINDOW_MS, window_start
 from app.dashboard.feed import FeedState, WindowFeed
 from app.localkafka.broker import LocalCluster
+from tests.faults import dataset
 from tests.faults.cases import Case, Size
 from tests.faults.checks import window_values
 from tests.faults.dataset import SYMBOLS
 from tests.faults.runner import CaseRun, Observation, Shared, _quiet_end_offsets
 from tests.support.cluster import OffsetWatch, leaders, wait_healthy, wait_new_leader
 from tests.support.kafka import read_all
-from tests.support.pipeline import new_topic_names, run_env, wait_for
+from tests.support.pipeline import REPO_ROOT, new_topic_names, run_env, wait_for
 
 log = logging.getLogger(__name__)
+
+RESULTS = REPO_ROOT / "results" / "cluster"
+SEED = 11
 
 REPLICATION_FACTOR = 3
 MIN_INSYNC_REPLICAS = 2
@@ -66,6 +72,13 @@ class ClusterFacts:
     job_recovery_s: float | None = None  # kill -> the first aggregate of a trade taken after it
     feed_states: dict[str, int] = field(default_factory=dict)  # state -> samples, after connecting
     feed_windows_equal: bool | None = None  # the feed's closed windows equal the topic's
+
+
+def shared_run(bootstrap: str, work: Path, logs: Path) -> Shared:
+    """The data a run feeds: windows old enough to close as soon as the closer comes."""
+    first_window = window_start(int(time.time() * 1000)) - (SIZE.windows + 3) * WINDOW_MS
+    data = dataset.build(SEED, SIZE.per_symbol, SIZE.windows, first_window)
+    return Shared(bootstrap, data, SIZE, work, logs)
 
 
 class ClusterRun(CaseRun):
