@@ -125,6 +125,10 @@ class LocalBroker:
             "share.coordinator.state.topic.replication.factor": str(self.replicas),
             "share.coordinator.state.topic.min.isr": min_isr,
         }
+        if self.voters:
+            # A cluster node registers with a quorum its peers may still be starting: on a loaded
+            # 2-core machine that took longer than Kafka's default minute, and the node exited.
+            settings["initial.broker.registration.timeout.ms"] = "300000"
         self._config_path.write_text("".join(f"{k}={v}\n" for k, v in settings.items()))
         (self.data_dir / "log4j2.yaml").write_text(_LOG4J2_YAML)
 
