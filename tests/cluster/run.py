@@ -156,7 +156,9 @@ class ClusterRun(CaseRun):
 
     def _kill_controller(self) -> None:
         active = next(v.node_id for v in self.cluster.quorum() if v.leader)
-        self.facts.controller_before = active
+        self.facts.killed_node = active
+        # Read again, apart from the choice of victim, so a wrong choice shows in the verdict.
+        self.facts.controller_before = next(v.node_id for v in self.cluster.quorum() if v.leader)
         self._kill(active)
 
         def elected() -> bool:
@@ -277,6 +279,10 @@ def _fault_missing(case: str, obs: Observation, facts: ClusterFacts) -> list[str
         return ["the killed partitions got no new leader"]
     if case == "cluster_rolling_restart" and sorted(facts.restarted_nodes) != [1, 2, 3]:
         return [f"restarted nodes {facts.restarted_nodes}, not all three"]
-    if case == "cluster_controller_sigkill" and facts.controller_after in (None, facts.controller_before):
-        return [f"active controller {facts.controller_before} -> {facts.controller_after}"]
+    if case == "cluster_controller_sigkill" and (
+        facts.killed_node != facts.controller_before
+        or facts.controller_after in (None, facts.controller_before)
+    ):
+        before, after = facts.controller_before, facts.controller_after
+        return [f"killed {facts.killed_node}; active controller {before} -> {after}"]
     return []

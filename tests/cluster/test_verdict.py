@@ -34,7 +34,7 @@ def _clean() -> tuple[Observation, ClusterFacts]:
         process_state="alive",
     )
     obs.evidence.spark_batches_after = {"live": 3}
-    facts = ClusterFacts(controller_before=1, controller_after=2, restarted_nodes=[1],
+    facts = ClusterFacts(killed_node=1, controller_before=1, controller_after=2, restarted_nodes=[1],
                          feed_states={"connected": 100}, feed_windows_equal=True)  # fmt: skip
     return obs, facts
 
@@ -64,6 +64,7 @@ def test_each_observation_defect_fails(defect: dict[str, object], message: str) 
         ({"feed_states": {"connected": 90, "unreachable": 10}}, "not connected throughout"),
         ({"feed_windows_equal": False}, "feed's closed windows differ"),
         ({"controller_after": 1}, "active controller 1 -> 1"),
+        ({"killed_node": 2}, "killed 2; active controller 1 -> 2"),
     ],
 )
 def test_each_cluster_defect_fails(defect: dict[str, object], message: str) -> None:
