@@ -279,8 +279,12 @@ class LocalCluster:
         for node in self.nodes:
             node.launch()
         deadline = time.monotonic() + timeout_s
-        for node in self.nodes:
-            node.wait_ready(max(deadline - time.monotonic(), 1.0))
+        try:
+            for node in self.nodes:
+                node.wait_ready(max(deadline - time.monotonic(), 1.0))
+        except Exception:
+            self.stop()  # no node outlives a cluster that did not start
+            raise
 
     def stop(self) -> None:
         for node in self.nodes:
