@@ -10,7 +10,7 @@ SOURCE ?= replay
 # full: the published figures; ci: the reduced run CI makes (minutes, fails on any correctness break).
 SIZE ?= full
 
-.PHONY: help install venv jars system-deps demo test lint bench faults molecule molecule-cluster vagrant-test clean
+.PHONY: help install venv jars system-deps demo test lint bench faults cluster-bench molecule molecule-cluster vagrant-test clean
 
 help:
 	@echo "make demo          run the whole pipeline locally (SOURCE=replay|binance|binance_ws), dashboard on :8501"
@@ -18,6 +18,7 @@ help:
 	@echo "make lint          ruff, mypy, yamllint, ansible-lint"
 	@echo "make bench         latency, throughput, catch-up, memory, dashboard, exactness (SIZE=full|ci)"
 	@echo "make faults        the fault matrix: kill, stop, bad answers, bad records (SIZE=full|ci)"
+	@echo "make cluster-bench leader loss on a 3-node Kafka cluster, 3 runs: producer stall, job recovery"
 	@echo "make molecule      verify the Ansible roles on local systemd containers"
 	@echo "make molecule-cluster  three Kafka nodes and a pipeline host in containers (not in CI)"
 	@echo "make vagrant-test  vagrant up/verify/destroy through vagrant-libvirt (55-65 min under emulation)"
@@ -70,6 +71,9 @@ bench: install system-deps
 
 faults: install system-deps
 	$(PY) -m tests.faults --size $(SIZE)
+
+cluster-bench: install system-deps
+	$(PY) -m tests.cluster --runs 3
 
 molecule: install
 	bash tests/ansible/molecule.sh

@@ -1,4 +1,5 @@
-"""Shared fixtures: one real Apache Kafka 4 broker (KRaft) on loopback for the whole session."""
+"""Shared fixtures: one real Apache Kafka 4 broker (KRaft) on loopback for the whole session, and a
+3-node cluster for the modules that ask for it."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from app.localkafka.broker import LocalBroker
+from app.localkafka.broker import LocalBroker, LocalCluster
 
 # Spark and every server a test starts bind to loopback only.
 os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
@@ -26,3 +27,12 @@ def kafka_broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalBrok
 @pytest.fixture
 def bootstrap(kafka_broker: LocalBroker) -> str:
     return kafka_broker.bootstrap_servers
+
+
+@pytest.fixture(scope="module")
+def kafka_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalCluster]:
+    """Three broker+controller nodes (the three voters) on loopback, for one module's tests."""
+    cluster = LocalCluster(data_dir=Path(tmp_path_factory.mktemp("cluster")))
+    cluster.start()
+    yield cluster
+    cluster.stop()

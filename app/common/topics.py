@@ -71,7 +71,10 @@ def topic_specs(
     return specs
 
 
-def ensure_topics(settings: KafkaSettings, partitions: int = 1) -> None:
+def ensure_topics(
+    settings: KafkaSettings, partitions: int = 1, replication_factor: int = 1, min_insync_replicas: int = 1
+) -> None:
+    """Create the topics that are missing, as `topic_specs` describes them (a cluster: RF 3, ISR 2)."""
     try:
         admin = KafkaAdminClient(
             bootstrap_servers=settings.kafka_bootstrap_servers,
@@ -86,7 +89,7 @@ def ensure_topics(settings: KafkaSettings, partitions: int = 1) -> None:
         existing = set(admin.list_topics())
         wanted = [
             NewTopic(spec.name, spec.partitions, spec.replication_factor, topic_configs=spec.configs)
-            for spec in topic_specs(settings, partitions)
+            for spec in topic_specs(settings, partitions, replication_factor, min_insync_replicas)
         ]
         missing = [topic for topic in wanted if topic.name not in existing]
         if missing:

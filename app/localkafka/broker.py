@@ -1,6 +1,6 @@
-"""Run a single-node Apache Kafka 4 broker in KRaft combined mode from Maven Central jars.
+"""Run Apache Kafka 4 in KRaft combined mode from Maven Central jars: one node, or a cluster of three.
 
-Used by `make demo` when Docker is not available and by the test suite. The broker
+Used by `make demo` when Docker is not available and by the test suite. Every node
 listens on 127.0.0.1 only and keeps its log in a directory the caller chooses.
 """
 
@@ -119,6 +119,12 @@ class LocalBroker:
     # SASL_SSL on `port` instead of PLAINTEXT.
     tls: BrokerTls | None = None
     process: subprocess.Popen[bytes] | None = None
+    # A cluster's nodes share the cluster id and the voters ("1@host:port,..."); alone, a node is
+    # its own single voter. `replicas` sizes Kafka's internal topics to the cluster.
+    node_id: int = 1
+    voters: str = ""
+    cluster_id: str = field(default_factory=_cluster_id)
+    replicas: int = 1
 
     @property
     def bootstrap_servers(self) -> str:
@@ -141,10 +147,11 @@ class LocalBroker:
 
     def _write_config(self) -> None:
         self.data_dir.mkdir(parents=True, exist_ok=True)
+        min_isr = str(min(self.replicas, 2))
         settings = {
             "process.roles": "broker,controller",
-            "node.id": "1",
-            "controller.quorum.voters": f"1@127.0.0.1:{self.controller_port}",
+            "node.id": str(self.node_id),
+            "controller.quorum.voters": self.voters or f"{self.node_id}@127.0.0.1:{self.controller_port}",
             "listeners": (f"PLAINTEXT://127.0.0.1:{self.port},CONTROLLER://127.0.0.1:{self.controller_port}"),
             "advertised.listeners": f"PLAINTEXT://127.0.0.1:{self.port}",
             "controller.listener.names": "CONTROLLER",
@@ -153,17 +160,21 @@ class LocalBroker:
             "log.dirs": str(self._log_dir),
             "num.partitions": "1",
             "auto.create.topics.enable": "false",
-            "offsets.topic.replication.factor": "1",
+            "offsets.topic.replication.factor": str(self.replicas),
             "offsets.topic.num.partitions": "4",
-            "transaction.state.log.replication.factor": "1",
-            "transaction.state.log.min.isr": "1",
+            "transaction.state.log.replication.factor": str(self.replicas),
+            "transaction.state.log.min.isr": min_isr,
             "group.initial.rebalance.delay.ms": "0",
-            "share.coordinator.state.topic.replication.factor": "1",
-            "share.coordinator.state.topic.min.isr": "1",
+            "share.coordinator.state.topic.replication.factor": str(self.replicas),
+            "share.coordinator.state.topic.min.isr": min_isr,
         }
         if self.tls is not None:
             settings |= self.tls.server_properties(self.port)
             settings["listeners"] += f",CONTROLLER://127.0.0.1:{self.controller_port}"
+        if self.voters:
+            # A cluster node registers with a quorum its peers may still be starting: on a loaded
+            # 2-core machine that took longer than Kafka's default minute, and the node exited.
+            settings["initial.broker.registration.timeout.ms"] = "300000"
         self._config_path.write_text("".join(f"{k}={v}\n" for k, v in settings.items()))
         # It holds the inter-broker password when TLS is on.
         self._config_path.chmod(0o600)
@@ -192,7 +203,7 @@ class LocalBroker:
                 "format",
                 "--ignore-formatted",
                 "-t",
-                _cluster_id(),
+                self.cluster_id,
                 "-c",
                 str(self._config_path),
                 *(self.tls.format_arguments() if self.tls is not None else []),
@@ -203,6 +214,11 @@ class LocalBroker:
 
     def start(self, timeout_s: float = 60.0) -> None:
         """Start the broker and wait until its client listener accepts connections."""
+        self.launch()
+        self.wait_ready(timeout_s)
+
+    def launch(self) -> None:
+        """Start the process without waiting: a cluster node serves only once a quorum is up."""
         if self.process is not None and self.process.poll() is None:
             return
         self._write_config()
@@ -215,6 +231,10 @@ class LocalBroker:
             start_new_session=True,
         )
         output.close()
+
+    def wait_ready(self, timeout_s: float) -> None:
+        """Wait until the client listener accepts connections."""
+        assert self.process is not None, "launch() first"
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
@@ -241,12 +261,129 @@ class LocalBroker:
                 self.process.wait()
         self.process = None
 
+    def kill(self) -> None:
+        """SIGKILL: no controlled shutdown, no flush (the data directory stays for a restart)."""
+        if self.process is None:
+            return
+        self.process.kill()
+        self.process.wait()
+        self.process = None
+
     def __enter__(self) -> LocalBroker:
         self.start()
         return self
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+
+@dataclass(frozen=True)
+class QuorumNode:
+    """One voter as the active controller sees it (kafka-metadata-quorum describe --replication)."""
+
+    node_id: int
+    log_end_offset: int
+    lag: int
+    leader: bool
+
+
+@dataclass
+class LocalCluster:
+    """Nodes that are each broker and controller, so all of them are the quorum's voters (three
+    by default: one may be lost). Each node has its own ports and data directory under `data_dir`."""
+
+    data_dir: Path
+    size: int = 3
+    jars_dir: Path = DEFAULT_JARS_DIR
+    heap: str = "384m"
+    nodes: list[LocalBroker] = field(init=False)
+
+    def __post_init__(self) -> None:
+        controller_ports = [free_port() for _ in range(self.size)]
+        voters = ",".join(f"{i + 1}@127.0.0.1:{port}" for i, port in enumerate(controller_ports))
+        cluster_id = _cluster_id()
+        self.nodes = [
+            LocalBroker(
+                data_dir=self.data_dir / f"node{i + 1}",
+                controller_port=port,
+                jars_dir=self.jars_dir,
+                heap=self.heap,
+                node_id=i + 1,
+                voters=voters,
+                cluster_id=cluster_id,
+                replicas=self.size,
+            )
+            for i, port in enumerate(controller_ports)
+        ]
+
+    @property
+    def bootstrap_servers(self) -> str:
+        return ",".join(node.bootstrap_servers for node in self.nodes)
+
+    def node(self, node_id: int) -> LocalBroker:
+        return self.nodes[node_id - 1]
+
+    def start(self, timeout_s: float = 120.0) -> None:
+        """Start every node, then wait for each: none serves clients before a quorum is up."""
+        for node in self.nodes:
+            node.launch()
+        deadline = time.monotonic() + timeout_s
+        try:
+            for node in self.nodes:
+                node.wait_ready(max(deadline - time.monotonic(), 1.0))
+        except Exception:
+            self.stop()  # no node outlives a cluster that did not start
+            raise
+
+    def stop(self) -> None:
+        for node in self.nodes:
+            node.stop()
+
+    def quorum(self) -> list[QuorumNode]:
+        """The voters' replication state, asked of the live nodes with Kafka's own tool."""
+        live = ",".join(n.bootstrap_servers for n in self.nodes if n.process and n.process.poll() is None)
+        node = self.nodes[0]
+        out = subprocess.run(
+            node._java(
+                "org.apache.kafka.tools.MetadataQuorumCommand",
+                "--bootstrap-server",
+                live,
+                "describe",
+                "--replication",
+            ),
+            check=True,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        ).stdout
+        return parse_quorum_replication(out)
+
+    def __enter__(self) -> LocalCluster:
+        self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+def parse_quorum_replication(text: str) -> list[QuorumNode]:
+    """The voters in `kafka-metadata-quorum describe --replication` output (observers left out)."""
+    lines = [line.split() for line in text.splitlines() if line.strip()]
+    header = lines[0]
+    column = {name: header.index(name) for name in ("NodeId", "LogEndOffset", "Lag", "Status")}
+    nodes = []
+    for row in lines[1:]:
+        status = row[column["Status"]]
+        if status in ("Leader", "Follower"):
+            nodes.append(
+                QuorumNode(
+                    node_id=int(row[column["NodeId"]]),
+                    log_end_offset=int(row[column["LogEndOffset"]]),
+                    lag=int(row[column["Lag"]]),
+                    leader=status == "Leader",
+                )
+            )
+    return nodes
 
 
 def main() -> None:

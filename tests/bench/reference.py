@@ -20,6 +20,7 @@ from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql.streaming.query import StreamingQuery
 
+from app.common.kafka_security import confluent_config
 from app.common.settings import Settings
 from app.processing.job import StreamingJob, checkpoint_location, kafka_source
 from app.processing.metrics import MetricsPublisher
@@ -106,7 +107,9 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, request_stop)
     signal.signal(signal.SIGINT, request_stop)
     spark = build_session(settings)
-    publisher = MetricsPublisher(settings.kafka_bootstrap_servers, settings.metrics_topic)
+    publisher = MetricsPublisher(
+        settings.kafka_bootstrap_servers, settings.metrics_topic, confluent_config(settings)
+    )
     spark.streams.addListener(publisher)
     job = StreamingJob(spark, {name: start_reference(spark, settings, name)}, publisher)
     # tests.bench.stack.start_spark waits for this line, as for the job's.

@@ -176,10 +176,7 @@ class CaseRun:
             self.broker.start(timeout_s=120)
             stack.callback(self.broker.stop)
             self.bootstrap = self.broker.bootstrap_servers
-        env = pipeline_env(
-            self.bootstrap,
-            self.work / "checkpoints",
-            SYMBOLS,
+        env = self._pipeline_env(
             TELEMETRY_WEIGHT_BUDGET_PER_MINUTE=str(WEIGHT_BUDGET),
             TELEMETRY_HTTP_TIMEOUT_S=str(HTTP_TIMEOUT_S),
         )
@@ -208,6 +205,10 @@ class CaseRun:
         assert self.spark is not None
         # The job logs "streaming <raw> -> <aggregates>, checkpoints in ..." once its queries run.
         return len(re.findall(r" app\.processing streaming \S+ -> ", self.spark.log_text()))
+
+    def _pipeline_env(self, **overrides: str) -> dict[str, str]:
+        """New topics on the case's broker and the environment of a run on them."""
+        return pipeline_env(self.bootstrap, self.work / "checkpoints", SYMBOLS) | overrides
 
     def _feed(self) -> None:
         assert self.exchange is not None

@@ -31,14 +31,7 @@ def pipeline_env(
 ) -> dict[str, str]:
     """The environment of one pipeline run: new topics on `bootstrap`, loopback everywhere.
     The raw topic never expires records, so trades with old times (replays, reprocessing) stay."""
-    topics = {
-        "TELEMETRY_RAW_TOPIC": unique_topic("raw"),
-        "TELEMETRY_AGGREGATES_TOPIC": unique_topic("agg"),
-        "TELEMETRY_DEAD_LETTER_TOPIC": unique_topic("dlq"),
-        "TELEMETRY_LATE_TRADES_TOPIC": unique_topic("late"),
-        "TELEMETRY_METRICS_TOPIC": unique_topic("metrics"),
-        "TELEMETRY_RECONCILIATION_TOPIC": unique_topic("recon"),
-    }
+    topics = new_topic_names()
     create_topics(bootstrap, [topics["TELEMETRY_RAW_TOPIC"]], partitions, {"retention.ms": "-1"})
     create_topics(bootstrap, [topics["TELEMETRY_AGGREGATES_TOPIC"]], partitions)
     singles = (
@@ -48,7 +41,26 @@ def pipeline_env(
         "TELEMETRY_RECONCILIATION_TOPIC",
     )
     create_topics(bootstrap, [topics[name] for name in singles])
-    return process_env(bootstrap, checkpoint_dir, symbols) | topics | overrides
+    return run_env(bootstrap, topics, checkpoint_dir, symbols) | overrides
+
+
+def new_topic_names() -> dict[str, str]:
+    """Fresh names for the pipeline's topics, as the settings' environment variables."""
+    return {
+        "TELEMETRY_RAW_TOPIC": unique_topic("raw"),
+        "TELEMETRY_AGGREGATES_TOPIC": unique_topic("agg"),
+        "TELEMETRY_DEAD_LETTER_TOPIC": unique_topic("dlq"),
+        "TELEMETRY_LATE_TRADES_TOPIC": unique_topic("late"),
+        "TELEMETRY_METRICS_TOPIC": unique_topic("metrics"),
+        "TELEMETRY_RECONCILIATION_TOPIC": unique_topic("recon"),
+    }
+
+
+def run_env(
+    bootstrap: str, topics: Mapping[str, str], checkpoint_dir: Path, symbols: Iterable[str]
+) -> dict[str, str]:
+    """The environment of one pipeline run on topics that exist already."""
+    return process_env(bootstrap, checkpoint_dir, symbols) | dict(topics)
 
 
 def process_env(bootstrap: str, checkpoint_dir: Path, symbols: Iterable[str]) -> dict[str, str]:
