@@ -10,7 +10,7 @@ SOURCE ?= replay
 # full: the published figures; ci: the reduced run CI makes (minutes, fails on any correctness break).
 SIZE ?= full
 
-.PHONY: help install venv jars system-deps demo test lint bench faults molecule vagrant-test clean
+.PHONY: help install venv jars system-deps demo test lint bench faults molecule vagrant-test vagrant-docker-test clean
 
 help:
 	@echo "make demo          run the whole pipeline locally (SOURCE=replay|binance), dashboard on :8501"
@@ -20,6 +20,7 @@ help:
 	@echo "make faults        the fault matrix: kill, stop, bad answers, bad records (SIZE=full|ci)"
 	@echo "make molecule      verify the Ansible roles on local systemd containers"
 	@echo "make vagrant-test  vagrant up/verify/destroy through vagrant-libvirt (55-65 min under emulation)"
+	@echo "make vagrant-docker-test  the Vagrantfile's provisioning chain on Vagrant's docker provider (minutes)"
 
 install: venv jars
 
@@ -75,6 +76,9 @@ molecule: install
 
 vagrant-test: install
 	bash tests/vagrant/run.sh
+
+vagrant-docker-test: install
+	bash tests/vagrant/docker/run.sh
 
 clean:
 	rm -rf .run results
