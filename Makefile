@@ -10,7 +10,7 @@ SOURCE ?= replay
 # full: the published figures; ci: the reduced run CI makes (minutes, fails on any correctness break).
 SIZE ?= full
 
-.PHONY: help install venv jars system-deps demo test lint bench faults cluster-bench molecule molecule-cluster vagrant-test clean
+.PHONY: help install venv jars system-deps demo test lint bench faults cluster-test cluster-bench molecule molecule-cluster vagrant-test vagrant-docker-test clean
 
 help:
 	@echo "make demo          run the whole pipeline locally (SOURCE=replay|binance|binance_ws), dashboard on :8501"
@@ -18,10 +18,12 @@ help:
 	@echo "make lint          ruff, mypy, yamllint, ansible-lint"
 	@echo "make bench         latency, throughput, catch-up, memory, dashboard, exactness (SIZE=full|ci)"
 	@echo "make faults        the fault matrix: kill, stop, bad answers, bad records (SIZE=full|ci)"
+	@echo "make cluster-test  the pipeline on a 3-node Kafka cluster: leader loss, rolling restart, controller loss"
 	@echo "make cluster-bench leader loss on a 3-node Kafka cluster, 3 runs: producer stall, job recovery"
 	@echo "make molecule      verify the Ansible roles on local systemd containers"
 	@echo "make molecule-cluster  three Kafka nodes and a pipeline host in containers (not in CI)"
 	@echo "make vagrant-test  vagrant up/verify/destroy through vagrant-libvirt (55-65 min under emulation)"
+	@echo "make vagrant-docker-test  the Vagrantfile's provisioning chain on Vagrant's docker provider (minutes)"
 
 install: venv jars
 
@@ -72,6 +74,10 @@ bench: install system-deps
 faults: install system-deps
 	$(PY) -m tests.faults --size $(SIZE)
 
+# The 3-node cluster fault cases: not yet reliable enough on a 2-core machine for CI (README, Tests).
+cluster-test: install system-deps
+	$(PY) -m pytest -m cluster tests/cluster
+
 cluster-bench: install system-deps
 	$(PY) -m tests.cluster --runs 3
 
@@ -85,6 +91,9 @@ molecule-cluster: install
 
 vagrant-test: install
 	bash tests/vagrant/run.sh
+
+vagrant-docker-test: install
+	bash tests/vagrant/docker/run.sh
 
 clean:
 	rm -rf .run results

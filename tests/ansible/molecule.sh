@@ -1,141 +1,34 @@
 #!/usr/bin/env bash
 # Runs the Ansible roles' Molecule scenario (ansible/molecule/default) on a local systemd container.
 #
-# Works on a fresh Debian 12 machine without systemd as PID 1 and without a container registry:
-# installs Docker Engine and debootstrap from apt, starts its own dockerd, builds a Debian bookworm
-# systemd image with debootstrap and an Apache Kafka image from the Maven Central jars
-# (.cache/jars/kafka, `make jars`), then runs `molecule test`. Everything it starts is stopped on
-# exit, failure included. Images are cached in .cache/molecule for the next run.
+# Works on a fresh Debian 12 machine without systemd as PID 1 and without a container registry: its
+# own dockerd and the local images (tests/ansible/docker-host.sh), then `molecule test`. Everything
+# it starts is stopped on exit, failure included.
 #
 # Environment: MOLECULE_IMAGE (a systemd image to test on instead of the local bookworm one),
 # MOLECULE_TIMEOUT_S (default 2400), MOLECULE_ARGS (extra `molecule test` arguments).
 set -euo pipefail
 
 repo=$(cd "$(dirname "$0")/../.." && pwd)
-# Resolved: runc refuses a container rootfs under a symlink (a worktree's .cache may be one).
-mkdir -p "$repo/.cache/molecule"
-cache=$(cd "$repo/.cache/molecule" && pwd -P)
-run=$(mktemp -d /tmp/telemetry-molecule.XXXXXX)
 venv_bin="$repo/.venv/bin"
-kafka_version=$(sed -n 's/^kafka-clients-\(.*\)\.jar$/\1/p' <(ls "$repo/.cache/jars/kafka"))
-kafka_image="local/kafka:${kafka_version}"
-rootfs_image=local/bookworm-rootfs:latest
-base_image=local/bookworm-systemd:latest
 timeout_s=${MOLECULE_TIMEOUT_S:-2400}
 log() { printf '[molecule.sh %(%H:%M:%S)T] %s\n' -1 "$*" >&2; }
+# shellcheck source=tests/ansible/docker-host.sh
+source "$repo/tests/ansible/docker-host.sh"
 
-# The scenario writes vm.* settings, which are not namespaced: put the host's back afterwards.
-sysctl_keys=(vm.swappiness vm.max_map_count)
-declare -A sysctl_saved=()
-for key in "${sysctl_keys[@]}"; do sysctl_saved[$key]=$(sysctl -n "$key"); done
-
-dockerd_pid=""
 cleanup() {
     local rc=$?
     set +e
     if [[ -n "$dockerd_pid" ]]; then
-        log "removing test containers and stopping dockerd ($dockerd_pid)"
+        log "removing test containers"
         docker ps -aq --filter label=owner=molecule | xargs -r docker rm -f --volumes >/dev/null 2>&1
         docker volume prune -f >/dev/null 2>&1
-        kill "$dockerd_pid" 2>/dev/null
-        for _ in $(seq 1 30); do kill -0 "$dockerd_pid" 2>/dev/null || break; sleep 1; done
-        kill -9 "$dockerd_pid" 2>/dev/null
     fi
-    for key in "${sysctl_keys[@]}"; do sysctl -qw "$key=${sysctl_saved[$key]}"; done
-    # dockerd leaves its default network namespace mounted under the exec root.
-    grep -o " $run[^ ]*" /proc/mounts | sort -r | xargs -r -n1 umount -l 2>/dev/null
-    rm -rf "$run"
+    docker_host_cleanup
     log "exit $rc"
     exit "$rc"
 }
 trap cleanup EXIT INT TERM
-
-install_packages() {
-    local need=()
-    command -v dockerd >/dev/null || need+=(docker.io)
-    command -v debootstrap >/dev/null || need+=(debootstrap)
-    command -v iptables >/dev/null || need+=(iptables)
-    if ((${#need[@]})); then
-        log "installing ${need[*]}"
-        export DEBIAN_FRONTEND=noninteractive
-        apt-get update -qq
-        apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
-    fi
-}
-
-start_dockerd() {
-    export DOCKER_HOST="unix://$run/docker.sock"
-    dockerd --data-root "$cache/docker" --exec-root "$run/exec" --pidfile "$run/dockerd.pid" \
-        -H "$DOCKER_HOST" >"$run/dockerd.log" 2>&1 &
-    dockerd_pid=$!
-    for _ in $(seq 1 60); do
-        docker version >/dev/null 2>&1 && return 0
-        kill -0 "$dockerd_pid" 2>/dev/null || break
-        sleep 0.5
-    done
-    cat "$run/dockerd.log" >&2
-    log "dockerd did not start"
-    return 1
-}
-
-apt_mirror() {
-    # The Debian mirror this machine already uses (never a hard-coded host).
-    sed -n 's/^URIs: *\([^ ]*\).*/\1/p' /etc/apt/sources.list.d/*.sources 2>/dev/null | grep -v security | head -1 \
-        || true
-}
-
-build_base_image() {
-    import_rootfs
-    # Rebuilt every run (a second or two): it carries this machine's current CA certificates.
-    local ctx="$run/host-image"
-    cp -r "$repo/tests/ansible/images/host" "$ctx"
-    mkdir -p "$ctx/ca"
-    find /usr/local/share/ca-certificates -name '*.crt' -exec cp {} "$ctx/ca/" \; 2>/dev/null || true
-    docker build -q --build-arg "BASE_IMAGE=$rootfs_image" -t "$base_image" "$ctx" >/dev/null
-}
-
-import_rootfs() {
-    docker image inspect "$rootfs_image" >/dev/null 2>&1 && return 0
-    local tarball="$cache/bookworm-systemd-rootfs.tar"
-    if [[ ! -s "$tarball" ]]; then
-        local mirror
-        mirror=$(apt_mirror)
-        if [[ -z "$mirror" ]]; then
-            mirror=$(awk '/^deb /{print $2; exit}' /etc/apt/sources.list)
-        fi
-        log "debootstrap bookworm from $mirror"
-        debootstrap --variant=minbase \
-            --include=systemd,systemd-sysv,dbus,python3,python3-apt,sudo,iproute2,ca-certificates,procps,curl \
-            bookworm "$run/rootfs" "$mirror" >"$run/debootstrap.log" 2>&1 \
-            || { tail -20 "$run/debootstrap.log" >&2; return 1; }
-        tar -C "$run/rootfs" --exclude=./boot -cf "$tarball.tmp" . && mv "$tarball.tmp" "$tarball"
-        rm -rf "$run/rootfs"
-    fi
-    log "importing $rootfs_image"
-    docker import "$tarball" "$rootfs_image" >/dev/null
-}
-
-build_kafka_image() {
-    local archive="$cache/kafka-${kafka_version}-image.tar"
-    if ! docker image inspect "$kafka_image" >/dev/null 2>&1; then
-        log "building $kafka_image from the Maven Central jars"
-        local ctx="$run/kafka-image"
-        cp -r "$repo/tests/ansible/images/kafka" "$ctx"
-        mkdir -p "$ctx/jars"
-        cp "$repo"/.cache/jars/kafka/*.jar "$ctx/jars/"
-        # app/localkafka/pom.xml resolves slf4j-api 1.7, which cannot bind log4j-slf4j2-impl, so the
-        # broker would log nothing; the image gets the 2.x API that Kafka's own distribution ships.
-        rm -f "$ctx"/jars/slf4j-api-1.*.jar
-        mvn --batch-mode --quiet dependency:copy -Dartifact=org.slf4j:slf4j-api:2.0.16 \
-            -DoutputDirectory="$ctx/jars"
-        docker build -q --network host --build-arg "BASE_IMAGE=$rootfs_image" -t "$kafka_image" "$ctx" >/dev/null
-        rm -f "$archive"
-    fi
-    if [[ ! -s "$archive" ]]; then
-        docker save -o "$archive.tmp" "$kafka_image" && mv "$archive.tmp" "$archive"
-    fi
-    export KAFKA_IMAGE="$kafka_image" KAFKA_IMAGE_ARCHIVE="$archive"
-}
 
 [[ -n "$kafka_version" ]] || { log "no Kafka jars in .cache/jars/kafka: run make jars"; exit 1; }
 start=$SECONDS

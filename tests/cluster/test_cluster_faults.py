@@ -14,7 +14,7 @@ from app.localkafka.broker import LocalCluster
 from tests.cluster.run import CASES, RESULTS, SIZE, ClusterRun, document, failures, shared_run
 
 # Bounded: every wait in a case has its deadline, and a case that overruns them all is stopped here.
-pytestmark = [pytest.mark.e2e, pytest.mark.timeout(SIZE.wall_budget_s)]
+pytestmark = [pytest.mark.e2e, pytest.mark.cluster, pytest.mark.timeout(SIZE.wall_budget_s)]
 
 
 @pytest.mark.parametrize("case", list(CASES))

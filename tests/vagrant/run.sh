@@ -168,6 +168,6 @@ echo "up_s=$(($(date +%s) - up_start))" >"$results/up-time.txt"
 
 stamp "verify"
 verify_start=$(date +%s)
-timeout 2100 bash tests/vagrant/verify.sh "$port" "$(basename "$repo")-kafka-data.raw" \
+timeout 2100 bash tests/vagrant/verify.sh "$port" /dev/vdb "$(basename "$repo")-kafka-data.raw" \
     "$TELEMETRY_VM_DATA_DISK_GB" 2>&1 | tee "$results/verify.log"
 stamp "verified in $(($(date +%s) - verify_start)) s"
