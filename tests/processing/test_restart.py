@@ -64,7 +64,7 @@ def _consumed(settings: Settings) -> int:
     return sum(ledger.records for ledger in newest_ledgers(ledgers).values())
 
 
-def test_sigkill_and_restart_with_repeated_deliveries_give_the_uninterrupted_result(
+def test_sigkill_and_restart_with_repeated_deliveries_leave_every_window_exact(
     kafka_broker: LocalBroker, tmp_path: Path
 ) -> None:
     """Repeats of trade ids before the kill, and after it of trades read before it: every window
