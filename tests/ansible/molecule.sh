@@ -7,8 +7,9 @@
 # (.cache/jars/kafka, `make jars`), then runs `molecule test`. Everything it starts is stopped on
 # exit, failure included. Images are cached in .cache/molecule for the next run.
 #
-# Environment: MOLECULE_IMAGE (a systemd image to test on instead of the local bookworm one),
-# MOLECULE_TIMEOUT_S (default 2400), MOLECULE_ARGS (extra `molecule test` arguments).
+# Environment: MOLECULE_IMAGE (a systemd image to test on instead of the local bookworm one, e.g.
+# an Ubuntu 24.04 one from a registry: it needs python3, sudo and ca-certificates), MOLECULE_TIMEOUT_S
+# (default 2400), MOLECULE_ARGS (extra `molecule test` arguments).
 set -euo pipefail
 
 repo=$(cd "$(dirname "$0")/../.." && pwd)
@@ -20,7 +21,10 @@ venv_bin="$repo/.venv/bin"
 kafka_version=$(sed -n 's/^kafka-clients-\(.*\)\.jar$/\1/p' <(ls "$repo/.cache/jars/kafka"))
 kafka_image="local/kafka:${kafka_version}"
 rootfs_image=local/bookworm-rootfs:latest
-base_image=local/bookworm-systemd:latest
+# The test host: MOLECULE_IMAGE (pulled by the build if it is not here) or the local bookworm one,
+# plus this machine's CA certificates.
+base_image=${MOLECULE_IMAGE:-$rootfs_image}
+host_image=local/molecule-host:latest
 timeout_s=${MOLECULE_TIMEOUT_S:-2400}
 log() { printf '[molecule.sh %(%H:%M:%S)T] %s\n' -1 "$*" >&2; }
 
@@ -84,14 +88,14 @@ apt_mirror() {
         || true
 }
 
-build_base_image() {
+build_host_image() {
     import_rootfs
     # Rebuilt every run (a second or two): it carries this machine's current CA certificates.
     local ctx="$run/host-image"
     cp -r "$repo/tests/ansible/images/host" "$ctx"
     mkdir -p "$ctx/ca"
     find /usr/local/share/ca-certificates -name '*.crt' -exec cp {} "$ctx/ca/" \; 2>/dev/null || true
-    docker build -q --build-arg "BASE_IMAGE=$rootfs_image" -t "$base_image" "$ctx" >/dev/null
+    docker build -q --build-arg "BASE_IMAGE=$base_image" -t "$host_image" "$ctx" >/dev/null
 }
 
 import_rootfs() {
@@ -141,7 +145,7 @@ build_kafka_image() {
 start=$SECONDS
 install_packages
 start_dockerd
-build_base_image
+build_host_image
 build_kafka_image
 log "images ready after $((SECONDS - start)) s"
 
@@ -151,7 +155,7 @@ PIP_CACHE_HOST=$("$venv_bin/pip" cache dir 2>/dev/null || echo "$cache/pip")
 M2_REPO_HOST="${HOME}/.m2/repository"
 mkdir -p "$PIP_CACHE_HOST" "$M2_REPO_HOST"
 export PIP_CACHE_HOST M2_REPO_HOST
-export MOLECULE_IMAGE="${MOLECULE_IMAGE:-$base_image}"
+export MOLECULE_IMAGE="$host_image"
 # The pipeline role copies the app from here: a snapshot, so that edits made in the checkout while
 # the scenario runs cannot make its idempotence step fail.
 export PIPELINE_SOURCE_DIR="$run/source"
