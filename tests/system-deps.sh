@@ -7,6 +7,8 @@ command -v chromium >/dev/null || need+=(chromium)
 command -v tesseract >/dev/null || need+=(tesseract-ocr)
 command -v java >/dev/null || need+=(openjdk-17-jre-headless)
 command -v mvn >/dev/null || need+=(maven)
+# tests/ansible/test_unit_hardening.py scores the rendered units offline.
+command -v systemd-analyze >/dev/null || need+=(systemd)
 # tests/vagrant evaluates the Vagrantfile with Vagrant itself.
 command -v vagrant >/dev/null || need+=(vagrant)
 dpkg -s vagrant-libvirt >/dev/null 2>&1 || need+=(vagrant-libvirt)

@@ -18,7 +18,10 @@ run=$(mktemp -d /tmp/telemetry-docker.XXXXXX)
 kafka_version=$(sed -n 's/^kafka-clients-\(.*\)\.jar$/\1/p' <(ls "$repo/.cache/jars/kafka"))
 kafka_image="local/kafka:${kafka_version}"
 rootfs_image=local/bookworm-rootfs:latest
-base_image=local/bookworm-systemd:latest
+# The test host: MOLECULE_IMAGE (pulled by the build if it is not here) or the local bookworm one,
+# plus this machine's CA certificates.
+base_image=${MOLECULE_IMAGE:-$rootfs_image}
+host_image=local/molecule-host:latest
 
 # The roles write vm.* settings, which are not namespaced: put the host's back afterwards.
 sysctl_keys=(vm.swappiness vm.max_map_count)
@@ -74,14 +77,14 @@ apt_mirror() {
         || true
 }
 
-build_base_image() {
+build_host_image() {
     import_rootfs
     # Rebuilt every run (a second or two): it carries this machine's current CA certificates.
     local ctx="$run/host-image"
     cp -r "$repo/tests/ansible/images/host" "$ctx"
     mkdir -p "$ctx/ca"
     find /usr/local/share/ca-certificates -name '*.crt' -exec cp {} "$ctx/ca/" \; 2>/dev/null || true
-    docker build -q --build-arg "BASE_IMAGE=$rootfs_image" -t "$base_image" "$ctx" >/dev/null
+    docker build -q --build-arg "BASE_IMAGE=$base_image" -t "$host_image" "$ctx" >/dev/null
 }
 
 import_rootfs() {

@@ -5,8 +5,9 @@
 # own dockerd and the local images (tests/ansible/docker-host.sh), then `molecule test`. Everything
 # it starts is stopped on exit, failure included.
 #
-# Environment: MOLECULE_IMAGE (a systemd image to test on instead of the local bookworm one),
-# MOLECULE_TIMEOUT_S (default 2400), MOLECULE_ARGS (extra `molecule test` arguments).
+# Environment: MOLECULE_IMAGE (a systemd image to test on instead of the local bookworm one, e.g.
+# an Ubuntu 24.04 one from a registry: it needs python3, sudo and ca-certificates), MOLECULE_TIMEOUT_S
+# (default 2400), MOLECULE_ARGS (extra `molecule test` arguments).
 set -euo pipefail
 
 repo=$(cd "$(dirname "$0")/../.." && pwd)
@@ -34,7 +35,7 @@ trap cleanup EXIT INT TERM
 start=$SECONDS
 install_packages
 start_dockerd
-build_base_image
+build_host_image
 build_kafka_image
 log "images ready after $((SECONDS - start)) s"
 
@@ -44,7 +45,7 @@ PIP_CACHE_HOST=$("$venv_bin/pip" cache dir 2>/dev/null || echo "$cache/pip")
 M2_REPO_HOST="${HOME}/.m2/repository"
 mkdir -p "$PIP_CACHE_HOST" "$M2_REPO_HOST"
 export PIP_CACHE_HOST M2_REPO_HOST
-export MOLECULE_IMAGE="${MOLECULE_IMAGE:-$base_image}"
+export MOLECULE_IMAGE="$host_image"
 # The pipeline role copies the app from here: a snapshot, so that edits made in the checkout while
 # the scenario runs cannot make its idempotence step fail.
 export PIPELINE_SOURCE_DIR="$run/source"

@@ -55,7 +55,7 @@ log "host packages"
 bash "$repo/tests/vagrant/host-deps.sh" config
 install_packages
 start_dockerd
-build_base_image
+build_host_image
 build_kafka_image
 ctx="$run/vagrant-image"
 cp -r "$here" "$ctx"
