@@ -139,9 +139,9 @@ def build(*, repeats: bool = False) -> list[Record]:
     for i, (value, _reason) in enumerate(BAD_RECORDS):
         phase_a.insert(3 + i * 3, _raw(value))
     if repeats:
-        phase_a.insert(8, _repeat(on_time[6]))  # the same micro-batch as the first delivery
-        phase_a.insert(40, _repeat(on_time[5]))  # a later one
-        phase_a.insert(45, _repeat(on_time[10], conflict=True))
+        # Of minute-2 trades, whose window stays open until B: one in the same micro-batch as its
+        # first delivery, one in a later one, and one with other content.
+        phase_a += [_repeat(on_time[-2]), _repeat(on_time[-30]), _repeat(on_time[-20], conflict=True)]
     # Pad with on-time BTC trades in minute 2:55+ so that B ends a batch.
     while (len(phase_a) + 1) % BATCH:
         phase_a.append(
