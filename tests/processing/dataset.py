@@ -141,7 +141,12 @@ def build(*, repeats: bool = False) -> list[Record]:
     if repeats:
         # Of minute-2 trades, whose window stays open until B: one in the same micro-batch as its
         # first delivery, one in a later one, and one with other content.
-        phase_a += [_repeat(on_time[-2]), _repeat(on_time[-30]), _repeat(on_time[-20], conflict=True)]
+        minute_2 = [t for t in on_time if t.trade_time >= T0 + 2 * MINUTE]
+        phase_a += [
+            _repeat(minute_2[-1]),
+            _repeat(minute_2[0]),
+            _repeat(minute_2[len(minute_2) // 2], conflict=True),
+        ]
     # Pad with on-time BTC trades in minute 2:55+ so that B ends a batch.
     while (len(phase_a) + 1) % BATCH:
         phase_a.append(
