@@ -66,6 +66,10 @@ __all__ = ["FeedState", "FeedStatus", "PipelineHealth", "SparkHealth", "WindowFe
 log = logging.getLogger(__name__)
 
 
+# A topic not found yet is looked for at every this many offset checks.
+OPTIONAL_TOPICS_EVERY_CHECKS = 10
+
+
 class WindowFeed:
     """An upserting, history-bounded, thread-safe view of the pipeline's output topics."""
 
@@ -115,6 +119,8 @@ class WindowFeed:
         self._assigned: set[str] = set()
         self._targets: dict[TopicPartition, int] = {}
         self._next_offsets_ms = 0
+        self._next_discovery_ms = 0
+        self._existing: set[str] = set()  # measured topics found to exist
         self._next_connect_ms = 0
 
         # Guarded by _state_lock.
@@ -402,10 +408,16 @@ class WindowFeed:
             self._unreachable(reason)
             return
         try:
-            if len(self._assigned) < len(self._read_topics):
+            now = self._clock_ms()
+            # A missing topic is looked for now and then, not at every check: kafka-python asks
+            # for an unknown topic's metadata without a deadline, which hangs if the broker goes.
+            discover = now >= self._next_discovery_ms
+            if discover:
+                self._next_discovery_ms = now + OPTIONAL_TOPICS_EVERY_CHECKS * self._offsets_every_ms
+            if discover or not set(self._required_topics) <= self._assigned:
                 self._assign()
-            dead_letters = self._records_in(self.dead_letter_topic)
-            raw_records = self._records_in(self.raw_topic)
+            counts = self._records_in((self.dead_letter_topic, self.raw_topic), discover)
+            dead_letters, raw_records = counts[self.dead_letter_topic], counts[self.raw_topic]
         except KafkaError as exc:
             self._unreachable(str(exc) or type(exc).__name__)
             return
@@ -420,17 +432,26 @@ class WindowFeed:
         if set(self._required_topics) <= self._assigned:
             self._reached(FeedState.CONNECTED, "connected")
 
-    def _records_in(self, topic: str) -> int | None:
-        """The records a topic holds now (end - beginning offsets); None while it does not exist."""
+    def _records_in(self, topics: tuple[str, ...], discover: bool) -> dict[str, int | None]:
+        """The records each topic holds now (end - beginning offsets), None for one not known to
+        exist (looked for only when `discover`). One request for the beginnings and one for the ends
+        of them all: each may wait out the request timeout if the broker goes away meanwhile."""
         consumer = self._consumer
         assert consumer is not None
-        partitions = consumer.partitions_for_topic(topic)
-        if not partitions:
-            return None
-        tps = [TopicPartition(topic, p) for p in sorted(partitions)]
-        begin = consumer.beginning_offsets(tps)
-        end = consumer.end_offsets(tps)
-        return int(sum(end[tp] - begin[tp] for tp in tps))
+        tps: list[TopicPartition] = []
+        for topic in topics:
+            if not discover and topic not in self._existing:
+                continue
+            partitions = consumer.partitions_for_topic(topic)
+            if partitions:
+                self._existing.add(topic)
+                tps.extend(TopicPartition(topic, p) for p in sorted(partitions))
+        begin = consumer.beginning_offsets(tps) if tps else {}
+        end = consumer.end_offsets(tps) if tps else {}
+        counts: dict[str, int | None] = dict.fromkeys(topics)
+        for tp in tps:
+            counts[tp.topic] = (counts[tp.topic] or 0) + end[tp] - begin[tp]
+        return counts
 
     def _apply(self, records: Iterable[Any]) -> int:
         cutoff = state.history_cutoff_ms(self._clock_ms(), self.history_ms)

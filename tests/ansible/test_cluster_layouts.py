@@ -160,15 +160,15 @@ def test_renumbering_a_running_node_is_refused(rendered: dict[str, Rendered]) ->
 
 def test_spark_host_runs_the_job_and_pipeline_host_the_rest(rendered: dict[str, Rendered]) -> None:
     out = rendered["spark_host"].ok()
-    assert (out / "pipeline-1.services").read_text() == "producer,dashboard\n"
+    assert (out / "pipeline-1.services").read_text() == "producer,dashboard,reconcile\n"
     assert (out / "spark-1.services").read_text() == "processing\n"
     # Both reach the same brokers with the same settings (group_vars/telemetry.yml).
     assert properties(out / "spark-1.telemetry.env") == properties(out / "pipeline-1.telemetry.env")
 
 
-def test_single_host_runs_all_three_services(rendered: dict[str, Rendered]) -> None:
+def test_single_host_runs_every_service(rendered: dict[str, Rendered]) -> None:
     out = rendered["single_host"].ok()
-    assert (out / "localhost.services").read_text() == "producer,processing,dashboard\n"
+    assert (out / "localhost.services").read_text() == "producer,processing,dashboard,reconcile\n"
 
 
 def test_a_second_producer_is_refused_unless_chosen(rendered: dict[str, Rendered]) -> None:
@@ -178,7 +178,7 @@ def test_a_second_producer_is_refused_unless_chosen(rendered: dict[str, Rendered
         "Group pipeline has 2 hosts (pipeline-1, pipeline-2), each of which would run a producer",
     )
     out = rendered["two_pipelines_chosen"].ok()
-    assert (out / "pipeline-2.services").read_text() == "producer,dashboard\n"
+    assert (out / "pipeline-2.services").read_text() == "producer,dashboard,reconcile\n"
 
 
 def test_a_second_streaming_job_is_refused(rendered: dict[str, Rendered]) -> None:

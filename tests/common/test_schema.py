@@ -11,11 +11,13 @@ from app.common.schema import (
     MAX_TRADE_TIME_MS,
     DeadLetter,
     FieldDifference,
+    LateTrade,
     ProducerMetric,
     ReconcileMetric,
     ReconcileStatus,
     Reconciliation,
     RecordError,
+    SparkLedger,
     SparkMetric,
     Trade,
     WindowStats,
@@ -121,12 +123,21 @@ def test_producer_metric_keeps_the_layout_the_dashboard_has_always_read() -> Non
 
 
 def test_spark_metric_round_trip_by_source_or_key() -> None:
-    metric = SparkMetric("live", 7, 1_000, 40, 2, None, 80.0, 50.5, 792, 12)
+    metric = SparkMetric("ledger", 7, 1_000, 40, None, 80.0, 50.5, 792, 12)
     assert json.loads(metric.to_json())["source"] == "spark"
     assert metric_from_json(None, metric.to_json()) == metric
     without_source = {k: v for k, v in json.loads(metric.to_json()).items() if k != "source"}
     assert metric_from_json(b"spark", json.dumps(without_source)) == metric
     assert metric_from_json(b"spark", json.dumps({"source": "elsewhere"})) is None
+
+
+def test_spark_ledger_and_late_trade_round_trip() -> None:
+    ledger = SparkLedger("BTCUSDT", 1_000, 10, 5, 1, 1, 2, "0.5", "33.25", 1, 0, 1)
+    assert ledger.accounted == 5 + 2 + 1 + 1
+    assert metric_from_json(ledger.key, ledger.to_json()) == ledger
+    late = LateTrade("BTCUSDT", 42, 0, 60_000, 61_000, "raw", 1, 7, '{"trade_id":42}')
+    assert LateTrade.from_json(late.to_json()) == late
+    assert late.key == "BTCUSDT|42"
 
 
 def test_metric_decoding_takes_defaults_for_missing_fields() -> None:

@@ -174,7 +174,7 @@ def test_new_rows_appear_on_the_next_run(
 
 def test_kafka_down_shows_a_clear_error_without_hanging(monkeypatch: pytest.MonkeyPatch) -> None:
     address = f"127.0.0.1:{free_port()}"  # nothing listens there
-    configure(monkeypatch, address, Topics("agg", "metrics", "dlq"))
+    configure(monkeypatch, address, Topics("agg", "metrics", "dlq", "late", "raw"))
 
     at = AppTest.from_file(APP, default_timeout=30)
     started = time.monotonic()

@@ -248,7 +248,10 @@ def test_broker_outage_is_reported_without_blocking_readers_and_recovers(
     """A private broker (the session one must stay up) is stopped and restarted under a running feed."""
     with LocalBroker(data_dir=tmp_path / "kafka") as broker:
         topics = new_topics()
-        create_topics(broker.bootstrap_servers, [topics.aggregates, topics.metrics])
+        # All of them, as every deployment has: kafka-python asks for a missing topic's metadata
+        # without a deadline, which hangs the feed's thread if the broker goes away meanwhile.
+        create_topics(broker.bootstrap_servers, [topics.aggregates, topics.metrics, topics.late, topics.raw])
+        create_topics(broker.bootstrap_servers, [topics.dead_letters])
         before = window(minute(now_ms()) - WINDOW_MS, ["100.00"])
         seed_windows(broker.bootstrap_servers, topics.aggregates, [before])
         feed = open_feed(broker.bootstrap_servers, topics, feeds, timeout_s=2.0)
