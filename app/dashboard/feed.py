@@ -1,9 +1,9 @@
-"""The dashboard's Kafka data layer: window upserts, pipeline metrics, late trades, record counts
-and the reconciliation of final windows against the exchange's klines.
+"""The dashboard's Kafka data layer: window upserts, pipeline metrics (the job's ledger of where
+records went among them), the dead-letter count and the reconciliation of final windows against the
+exchange's klines.
 
-`WindowFeed` reads the aggregates, metrics and late-trades topics with one kafka-python-ng consumer
-(no consumer group: every dashboard process keeps its own in-memory view) and answers questions
-about them:
+`WindowFeed` reads the aggregates and metrics topics with one kafka-python-ng consumer (no consumer
+group: every dashboard process keeps its own in-memory view) and answers questions about them:
 
     feed = WindowFeed.from_settings(Settings.from_env())
     feed.poll()                      # one bounded step; or feed.start() for a background thread
@@ -38,7 +38,6 @@ from kafka.errors import KafkaError, NoBrokersAvailable
 
 from app.common.kafka_security import kafka_python_config, refusal_hint
 from app.common.schema import (
-    LateTrade,
     Metric,
     ProducerMetric,
     Reconciliation,
@@ -66,10 +65,6 @@ __all__ = ["FeedState", "FeedStatus", "PipelineHealth", "SparkHealth", "WindowFe
 log = logging.getLogger(__name__)
 
 
-# A topic not found yet is looked for at every this many offset checks.
-OPTIONAL_TOPICS_EVERY_CHECKS = 10
-
-
 class WindowFeed:
     """An upserting, history-bounded, thread-safe view of the pipeline's output topics."""
 
@@ -79,8 +74,6 @@ class WindowFeed:
         aggregates_topic: str,
         metrics_topic: str,
         dead_letter_topic: str,
-        late_trades_topic: str,
-        raw_topic: str,
         *,
         reconciliation_topic: str | None = None,
         history_hours: float = 24.0,
@@ -100,8 +93,6 @@ class WindowFeed:
         self.aggregates_topic = aggregates_topic
         self.metrics_topic = metrics_topic
         self.dead_letter_topic = dead_letter_topic
-        self.late_trades_topic = late_trades_topic
-        self.raw_topic = raw_topic
         self.reconciliation_topic = reconciliation_topic
         self.history_ms = int(history_hours * HOUR_MS)
         self._timeout_ms = max(int(timeout_s * 1000), 1000)
@@ -119,8 +110,6 @@ class WindowFeed:
         self._assigned: set[str] = set()
         self._targets: dict[TopicPartition, int] = {}
         self._next_offsets_ms = 0
-        self._next_discovery_ms = 0
-        self._existing: set[str] = set()  # measured topics found to exist
         self._next_connect_ms = 0
 
         # Guarded by _state_lock.
@@ -129,8 +118,6 @@ class WindowFeed:
         self._spark = SparkBatches()
         self._producer: ProducerMetric | None = None
         self._dead_letters: int | None = None
-        self._raw_records: int | None = None
-        self._late = state.LateTrades()
         self._ledgers: dict[str, SparkLedger] = {}
         self._bad_records = 0
         self._status = state.CONNECTING
@@ -142,8 +129,6 @@ class WindowFeed:
             settings.aggregates_topic,
             settings.metrics_topic,
             settings.dead_letter_topic,
-            settings.late_trades_topic,
-            settings.raw_topic,
             reconciliation_topic=settings.reconciliation_topic,
             history_hours=settings.dashboard_history_hours,
             security=kafka_python_config(settings),
@@ -174,8 +159,8 @@ class WindowFeed:
                 spark=self._spark.snapshot(),
                 producer=self._producer,
                 dead_letters=self._dead_letters,
-                late=self._late.snapshot(),
-                accounting=state.accounting(self._ledgers.values(), self._raw_records),
+                late=state.late_summary(self._ledgers.values()),
+                accounting=state.accounting(self._ledgers.values()),
                 bad_records=self._bad_records,
             )
 
@@ -375,7 +360,7 @@ class WindowFeed:
     @property
     def _read_topics(self) -> tuple[str, ...]:
         """The required topics, then those read once they exist and never waited for."""
-        optional = (self.late_trades_topic, self.reconciliation_topic)
+        optional = (self.reconciliation_topic,)
         return self._required_topics + tuple(topic for topic in optional if topic)
 
     def _fetch(self, max_wait_s: float) -> int:
@@ -408,50 +393,26 @@ class WindowFeed:
             self._unreachable(reason)
             return
         try:
-            now = self._clock_ms()
-            # A missing topic is looked for now and then, not at every check: kafka-python asks
-            # for an unknown topic's metadata without a deadline, which hangs if the broker goes.
-            discover = now >= self._next_discovery_ms
-            if discover:
-                self._next_discovery_ms = now + OPTIONAL_TOPICS_EVERY_CHECKS * self._offsets_every_ms
-            if discover or not set(self._required_topics) <= self._assigned:
+            if len(self._assigned) < len(self._read_topics):
                 self._assign()
-            counts = self._records_in((self.dead_letter_topic, self.raw_topic), discover)
-            dead_letters, raw_records = counts[self.dead_letter_topic], counts[self.raw_topic]
+            partitions = consumer.partitions_for_topic(self.dead_letter_topic)
+            dead_letters = None
+            if partitions:
+                tps = [TopicPartition(self.dead_letter_topic, p) for p in sorted(partitions)]
+                begin = consumer.beginning_offsets(tps)
+                end = consumer.end_offsets(tps)
+                dead_letters = int(sum(end[tp] - begin[tp] for tp in tps))
         except KafkaError as exc:
             self._unreachable(str(exc) or type(exc).__name__)
             return
         with self._state_lock:
             self._dead_letters = dead_letters
-            self._raw_records = raw_records
             cutoff = state.history_cutoff_ms(self._clock_ms(), self.history_ms)
             self._spark.prune(cutoff)
-            self._late.prune(cutoff)
             state.prune(self._windows, cutoff)
             state.prune_reconciliations(self._reconciliations, cutoff)
         if set(self._required_topics) <= self._assigned:
             self._reached(FeedState.CONNECTED, "connected")
-
-    def _records_in(self, topics: tuple[str, ...], discover: bool) -> dict[str, int | None]:
-        """The records each topic holds now (end - beginning offsets), None for one not known to
-        exist (looked for only when `discover`). One request for the beginnings and one for the ends
-        of them all: each may wait out the request timeout if the broker goes away meanwhile."""
-        consumer = self._consumer
-        assert consumer is not None
-        tps: list[TopicPartition] = []
-        for topic in topics:
-            if not discover and topic not in self._existing:
-                continue
-            partitions = consumer.partitions_for_topic(topic)
-            if partitions:
-                self._existing.add(topic)
-                tps.extend(TopicPartition(topic, p) for p in sorted(partitions))
-        begin = consumer.beginning_offsets(tps) if tps else {}
-        end = consumer.end_offsets(tps) if tps else {}
-        counts: dict[str, int | None] = dict.fromkeys(topics)
-        for tp in tps:
-            counts[tp.topic] = (counts[tp.topic] or 0) + end[tp] - begin[tp]
-        return counts
 
     def _apply(self, records: Iterable[Any]) -> int:
         cutoff = state.history_cutoff_ms(self._clock_ms(), self.history_ms)
@@ -462,8 +423,6 @@ class WindowFeed:
                 try:
                     if record.topic == self.aggregates_topic:
                         state.upsert(self._windows, WindowStats.from_json(record.value), cutoff)
-                    elif record.topic == self.late_trades_topic:
-                        self._late.add(LateTrade.from_json(record.value), cutoff)
                     elif record.topic == self.reconciliation_topic:
                         state.record_reconciliation(
                             self._reconciliations, Reconciliation.from_json(record.value), cutoff

@@ -127,8 +127,8 @@ def live_panel(feed: WindowFeed, symbol: str, span_minutes: int, history_hours: 
         "Late trades",
         f"{health.late.count:,}",
         help=(
-            f"Trades that arrived after their window was final, in the last {history_hours:g} h, from the "
-            f"late-trades topic: quote volume {health.late.quote_volume:,} (left out of the windows)."
+            "Trades that arrived after their window was final (each one is on the late-trades topic), "
+            f"counted by the job: quote volume {health.late.quote_volume:,} (left out of the windows)."
         ),
     )
     dead.metric("Dead letters", "n/a" if health.dead_letters is None else f"{health.dead_letters:,}")
@@ -137,9 +137,9 @@ def live_panel(feed: WindowFeed, symbol: str, span_minutes: int, history_hours: 
         "Raw records accounted",
         view.format_share(books.share),
         help=(
-            f"{books.accounted:,} in final windows, late, dead letters or dropped as duplicates, and "
-            f"{books.open_trades:,} in open windows, of the raw topic's "
-            f"{'?' if books.raw_records is None else f'{books.raw_records:,}'} records."
+            f"Of the {books.records:,} raw records the job has read, {books.accounted:,} are in a final "
+            f"window, late, dead letters or dropped as duplicates; {books.open_trades:,} are in windows "
+            "still open."
         ),
     )
     if health.producer is None:

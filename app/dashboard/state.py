@@ -16,12 +16,10 @@ from decimal import Decimal
 from enum import StrEnum
 
 from app.common.schema import (
-    LateTrade,
     ProducerMetric,
     ReconcileStatus,
     Reconciliation,
     SparkLedger,
-    Trade,
     WindowStats,
 )
 
@@ -63,7 +61,7 @@ class SparkHealth:
 
 @dataclass(frozen=True, slots=True)
 class LateSummary:
-    """Late trades on the late-trades topic within the history bound, each raw record once."""
+    """Late trades since the job's checkpoint began (the late-trades topic holds each one)."""
 
     count: int
     quote_volume: Decimal  # Σ price x qty, exact
@@ -71,19 +69,19 @@ class LateSummary:
 
 @dataclass(frozen=True, slots=True)
 class Accounting:
-    """The job's ledger against the raw topic: records with a final place, records in windows still
-    open, and the records the raw topic holds (None until measured)."""
+    """The job's ledger of the raw records it read: those with a final place (a final window, the
+    late-trades or dead-letter topic, the duplicates count) and those in windows still open."""
 
     accounted: int
     open_trades: int
-    raw_records: int | None
+    records: int
 
     @property
     def share(self) -> Decimal | None:
-        """accounted + open over the raw topic's records: 1 when every record read has a place."""
-        if not self.raw_records:
+        """The records read that have their final place; the rest are in open windows."""
+        if not self.records:
             return None
-        return Decimal(self.accounted + self.open_trades) / Decimal(self.raw_records)
+        return Decimal(self.accounted) / Decimal(self.records)
 
 
 @dataclass(frozen=True, slots=True)
@@ -177,28 +175,14 @@ class SparkBatches:
         )
 
 
-@dataclass
-class LateTrades:
-    """The late-trades topic's records within the history bound, each raw record once (the job's
-    Kafka sink may write one twice after a crash), with the trade's exact notional."""
-
-    by_record: dict[tuple[int, int], tuple[int, Decimal]] = field(default_factory=dict)
-
-    def add(self, late: LateTrade, cutoff_ms: int) -> None:
-        """ValueError (a RecordError) when the trade it carries is not a valid trade."""
-        trade = Trade.from_json(late.value)
-        if late.window_start >= cutoff_ms:
-            self.by_record[(late.partition, late.offset)] = (late.window_start, trade.price * trade.qty)
-
-    def prune(self, cutoff_ms: int) -> None:
-        for record in [r for r, (start, _) in self.by_record.items() if start < cutoff_ms]:
-            del self.by_record[record]
-
-    def snapshot(self) -> LateSummary:
-        return LateSummary(
-            count=len(self.by_record),
-            quote_volume=sum((notional for _, notional in self.by_record.values()), Decimal(0)),
-        )
+def late_summary(ledgers: Iterable[SparkLedger]) -> LateSummary:
+    """Late trades over every symbol's newest ledger: the job counts each one as it routes it to
+    the late-trades topic, with its exact notional."""
+    kept = list(ledgers)
+    return LateSummary(
+        count=sum(ledger.late for ledger in kept),
+        quote_volume=sum((Decimal(ledger.late_quote_volume) for ledger in kept), Decimal(0)),
+    )
 
 
 def newest_ledger(ledgers: dict[str, SparkLedger], ledger: SparkLedger) -> None:
@@ -209,12 +193,12 @@ def newest_ledger(ledgers: dict[str, SparkLedger], ledger: SparkLedger) -> None:
         ledgers[ledger.symbol] = ledger
 
 
-def accounting(ledgers: Iterable[SparkLedger], raw_records: int | None) -> Accounting:
+def accounting(ledgers: Iterable[SparkLedger]) -> Accounting:
     kept = list(ledgers)
     return Accounting(
         accounted=sum(ledger.accounted for ledger in kept),
         open_trades=sum(ledger.open_trades for ledger in kept),
-        raw_records=raw_records,
+        records=sum(ledger.records for ledger in kept),
     )
 
 

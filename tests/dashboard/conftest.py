@@ -16,24 +16,16 @@ class Topics:
     aggregates: str
     metrics: str
     dead_letters: str
-    late: str
-    raw: str
 
 
 def new_topics() -> Topics:
-    return Topics(
-        unique_topic("agg"),
-        unique_topic("metrics"),
-        unique_topic("dlq"),
-        unique_topic("late"),
-        unique_topic("raw"),
-    )
+    return Topics(unique_topic("agg"), unique_topic("metrics"), unique_topic("dlq"))
 
 
 @pytest.fixture
 def topics(bootstrap: str) -> Topics:
     made = new_topics()
-    create_topics(bootstrap, [made.aggregates, made.metrics, made.late, made.raw])
+    create_topics(bootstrap, [made.aggregates, made.metrics])
     create_topics(bootstrap, [made.dead_letters], partitions=2)
     return made
 

@@ -9,7 +9,7 @@ from dataclasses import replace
 from decimal import Decimal
 from typing import Any
 
-from app.common.schema import LateTrade, SparkLedger, SparkMetric, Trade, WindowStats
+from app.common.schema import SparkLedger, SparkMetric, Trade, WindowStats
 from app.core.windows import WINDOW_MS, aggregate_window
 from tests.support.kafka import write_raw
 
@@ -76,17 +76,6 @@ def spark_report(query: str, batch_id: int, time_ms: int, watermark: int | None 
 
 def ledger_report(symbol: str, **counts: int) -> dict[str, Any]:
     return {**json.loads(SparkLedger(symbol=symbol, time=now_ms()).to_json()), **counts}
-
-
-def late_trade(offset: int, price: str, qty: str, window_start_ms: int) -> bytes:
-    """A late-trades topic record for a BTCUSDT trade read at raw offset `offset`."""
-    end = window_start_ms + WINDOW_MS
-    trade = Trade(
-        offset, "BTCUSDT", Decimal(price), Decimal(qty), Decimal(price) * Decimal(qty), end - 1, False
-    )
-    return LateTrade(
-        "BTCUSDT", offset, window_start_ms, end, end, "raw", 0, offset, trade.to_json().decode()
-    ).to_json()
 
 
 def producer_report(time_ms: int, published: int, **overrides: Any) -> dict[str, Any]:

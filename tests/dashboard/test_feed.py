@@ -38,8 +38,6 @@ def open_feed(bootstrap: str, topics: Topics, feeds: list[WindowFeed], **kwargs:
         topics.aggregates,
         topics.metrics,
         topics.dead_letters,
-        topics.late,
-        topics.raw,
         offsets_every_s=0.2,
         **kwargs,  # type: ignore[arg-type]
     )
@@ -181,7 +179,7 @@ def test_unreadable_aggregate_is_skipped_and_counted(
 
 def test_unreachable_broker_gives_a_clear_state_quickly(feeds: list[WindowFeed]) -> None:
     port = free_port()  # nothing listens there
-    feed = WindowFeed(f"127.0.0.1:{port}", "agg", "metrics", "dlq", "late", "raw", timeout_s=2.0)
+    feed = WindowFeed(f"127.0.0.1:{port}", "agg", "metrics", "dlq", timeout_s=2.0)
     feeds.append(feed)
 
     started = time.monotonic()
@@ -248,10 +246,7 @@ def test_broker_outage_is_reported_without_blocking_readers_and_recovers(
     """A private broker (the session one must stay up) is stopped and restarted under a running feed."""
     with LocalBroker(data_dir=tmp_path / "kafka") as broker:
         topics = new_topics()
-        # All of them, as every deployment has: kafka-python asks for a missing topic's metadata
-        # without a deadline, which hangs the feed's thread if the broker goes away meanwhile.
-        create_topics(broker.bootstrap_servers, [topics.aggregates, topics.metrics, topics.late, topics.raw])
-        create_topics(broker.bootstrap_servers, [topics.dead_letters])
+        create_topics(broker.bootstrap_servers, [topics.aggregates, topics.metrics])
         before = window(minute(now_ms()) - WINDOW_MS, ["100.00"])
         seed_windows(broker.bootstrap_servers, topics.aggregates, [before])
         feed = open_feed(broker.bootstrap_servers, topics, feeds, timeout_s=2.0)

@@ -9,7 +9,6 @@ import pytest
 
 from app.common.schema import (
     FieldDifference,
-    LateTrade,
     ProducerMetric,
     ReconcileStatus,
     Reconciliation,
@@ -19,7 +18,7 @@ from app.common.schema import (
 from app.core.windows import WINDOW_MS
 from app.dashboard import state
 from app.dashboard.state import RECENT_BATCH_IDS, FeedState, SparkBatches, WindowTable
-from tests.dashboard.helpers import final, late_trade, window
+from tests.dashboard.helpers import final, window
 
 T0 = 1_767_225_600_000  # a minute boundary
 
@@ -147,17 +146,12 @@ def test_spark_batches_are_deduplicated_and_aged_out_in_bounded_memory() -> None
     assert batches.snapshot().last_batch_ms == T0 + 4_999_000
 
 
-def test_late_trades_count_each_raw_record_once_with_the_exact_notional() -> None:
-    late = state.LateTrades()
-    records = [LateTrade.from_json(late_trade(offset, "100.5", "0.3", T0)) for offset in (3, 4)]
-    for record in [*records, records[1]]:  # the second one written twice after a crash
-        late.add(record, cutoff_ms=T0)
-    assert late.snapshot() == state.LateSummary(count=2, quote_volume=Decimal("60.30"))
-    old = LateTrade.from_json(late_trade(9, "1", "1", T0 - WINDOW_MS))
-    late.add(old, cutoff_ms=T0)  # outside the history bound
-    assert late.snapshot().count == 2
-    late.prune(T0 + WINDOW_MS)
-    assert late.snapshot().count == 0
+def test_late_trades_are_summed_over_the_newest_ledgers_exactly() -> None:
+    ledgers = [
+        SparkLedger("BTCUSDT", late=2, late_quote_volume="60.30000000000000"),
+        SparkLedger("ETHUSDT", late=1, late_quote_volume="0.0000000000000001"),
+    ]
+    assert state.late_summary(ledgers) == state.LateSummary(3, Decimal("60.3000000000000001"))
 
 
 def test_accounting_keeps_each_symbols_newest_ledger() -> None:
@@ -170,10 +164,13 @@ def test_accounting_keeps_each_symbols_newest_ledger() -> None:
         SparkLedger("", records=3, dead_letters=3),
     ):
         state.newest_ledger(ledgers, ledger)
-    books = state.accounting(ledgers.values(), raw_records=12)
-    assert (books.accounted, books.open_trades) == (6 + 1 + 3, 0)
-    assert books.share == Decimal(10) / Decimal(12)
-    assert state.accounting(ledgers.values(), raw_records=None).share is None
+    books = state.accounting(ledgers.values())
+    assert (books.accounted, books.open_trades, books.records) == (6 + 1 + 3, 0, 7 + 3)
+    assert books.share == 1
+    assert state.accounting([SparkLedger("X", records=4, final_trades=1, open_trades=3)]).share == Decimal(
+        "0.25"
+    )
+    assert state.accounting([]).share is None
 
 
 # -------------------------------------------------------------------------------- feed status

@@ -126,10 +126,14 @@ def test_trades_flow_exactly_from_exchange_to_dashboard(bootstrap: str, tmp_path
         while time.monotonic() < deadline:
             feed.poll()
             shown = {w.key: w for s in SYMBOLS for w in feed.windows(s) if w.is_final}
-            if expected.keys() <= shown.keys() and feed.health().accounting.share is not None:
+            if expected.keys() <= shown.keys() and feed.health().accounting.records == books.raw:
                 break
         assert {k: shown[k] for k in expected} == {k: finals[k] for k in expected}
-        assert feed.health().accounting.share == 1
+        shown_books = feed.health().accounting
+        assert (shown_books.accounted, shown_books.open_trades) == (
+            books.accounted - books.open_trades,
+            books.open_trades,
+        )
     finally:
         feed.close()
 
