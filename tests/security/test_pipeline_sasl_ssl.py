@@ -84,10 +84,11 @@ def test_trades_flow_over_sasl_ssl_through_every_client(secure_kafka: SecureKafk
         for name, value in want.items():
             assert getattr(finals[key], name) == value, f"{key} {name}"
 
-    # Both the producer's and the Spark job's metrics publishers got through.
+    # The producer's metrics, the Spark job's progress listener and its stateful step (the ledger,
+    # written through the job's own Kafka sink) all got through.
     metrics = [metric_from_json(r.key, r.value) for r in records(settings.metrics_topic)]
     sources = {metric.SOURCE for metric in metrics if metric is not None}
-    assert sources == {"producer", "spark"}, sources
+    assert sources == {"producer", "spark", "spark-ledger"}, sources
 
     feed = WindowFeed.from_settings(settings)
     try:
