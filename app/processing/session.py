@@ -4,8 +4,10 @@
 from __future__ import annotations
 
 import os
+import shutil
 import socket
 import sys
+import tempfile
 from pathlib import Path
 
 from pyspark.sql import SparkSession
@@ -102,4 +104,17 @@ def build_session(settings: Settings) -> SparkSession:
         builder = builder.config(key, value)
     spark = builder.getOrCreate()
     spark.sparkContext.setLogLevel("WARN")
+    if not settings.spark_master.startswith("local"):
+        ship_app(spark)
     return spark
+
+
+def ship_app(spark: SparkSession) -> None:
+    """Send this `app` package to the executors: the stateful step runs in their Python workers,
+    which must load the same code the driver planned with (no install on the workers to keep in
+    step)."""
+    package = Path(__file__).resolve().parents[1]
+    archive = shutil.make_archive(
+        str(Path(tempfile.mkdtemp(prefix="telemetry-app-")) / "app"), "zip", package.parent, package.name
+    )
+    spark.sparkContext.addPyFile(archive)
