@@ -141,7 +141,7 @@ class KafkaSettings(_Group):
     raw_topic: str = setting(
         "raw_crypto_trades",
         help="one message per trade, key = symbol",
-        read_by={"producer", "processing", "dashboard"},
+        read_by={"producer", "processing"},
     )
     aggregates_topic: str = setting(
         "aggregated_crypto_stats",
@@ -156,7 +156,7 @@ class KafkaSettings(_Group):
     late_trades_topic: str = setting(
         "raw_crypto_trades_late",
         help="valid trades that arrived after their window was final, key = `symbol|trade_id`",
-        read_by={"processing", "dashboard"},
+        read_by={"processing"},
     )
     metrics_topic: str = setting(
         "pipeline_metrics", help="producer counters and Spark batch figures", read_by=set(SERVICES)

@@ -22,6 +22,7 @@ from dataclasses import asdict, dataclass
 import requests
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
 
+from app.common.kafka_security import confluent_config
 from app.common.schema import ReconcileMetric, ReconcileStatus, WindowStats, now_ms
 from app.common.settings import Settings
 from app.producer.binance import http_session
@@ -97,6 +98,7 @@ class Reconciler:
                 "auto.offset.reset": "earliest",
                 "logger": logging.getLogger("librdkafka"),
             }
+            | confluent_config(self._settings)
         )
         producer = Producer(
             {
@@ -107,6 +109,7 @@ class Reconciler:
                 "linger.ms": 20,
                 "logger": logging.getLogger("librdkafka"),
             }
+            | confluent_config(self._settings)
         )
         consumer.subscribe([self._settings.aggregates_topic])
         log.info(
