@@ -34,7 +34,7 @@ def main(argv: list[str] | None = None) -> int:
 
     signal.signal(signal.SIGTERM, request_stop)
     signal.signal(signal.SIGINT, request_stop)
-    if settings.source == "binance":
+    if settings.source != "replay":  # both live sources trade on the exchange whose klines it reads
         Reconciler(settings, stop).run()
     else:
         # Replayed trades are not the exchange's: its klines would disagree with every window. The
