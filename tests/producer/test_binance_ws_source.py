@@ -21,8 +21,7 @@ from tests.producer.conftest import drain, ids_of
 from tests.producer.kafka_helpers import (
     assert_exactly_once,
     end_offset_total,
-    ids_by_symbol,
-    published_trades,
+    published_ids,
     running_service,
     wait_for,
 )
@@ -109,7 +108,7 @@ def _every_id_once(settings: Settings, exchange: FakeExchange) -> None:
         lambda: end_offset_total(bootstrap, settings.raw_topic) >= served, 30, f"{served} trades published"
     )
     time.sleep(0.5)  # a duplicate would land by now
-    by_symbol = ids_by_symbol(published_trades(bootstrap, settings.raw_topic))
+    by_symbol = published_ids(bootstrap, settings.raw_topic)
     for symbol in SYMBOLS:
         assert_exactly_once(by_symbol[symbol], FIRST_ID, exchange.trade_ids(symbol)[-1])
 
