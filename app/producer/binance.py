@@ -1,6 +1,6 @@
 """Live source: polls the Binance REST API v3 for each symbol as `Schedule` decides.
 
-This class only does the I/O: it asks the schedule (app/producer/schedule.py, where every rule of
+This module only does the I/O: it asks the schedule (app/producer/schedule.py, where every rule of
 back-fill, event-time hold, pauses, back-off and the weight budget lives) what to do, sends that
 request, hands the answer back, and counts what the schedule reports in the producer's metrics.
 """
