@@ -9,6 +9,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import replace
 
 import pytest
 
@@ -50,17 +51,11 @@ def _settings(bootstrap: str, exchange: FakeExchange, stream: FakeStream) -> Set
     raw, metrics = unique_topic("raw"), unique_topic("metrics")
     create_topics(bootstrap, [raw], partitions=2)
     create_topics(bootstrap, [metrics])
-    return Settings(
+    return replace(
+        _settings_without_kafka(exchange, stream),
         kafka_bootstrap_servers=bootstrap,
         raw_topic=raw,
         metrics_topic=metrics,
-        symbols=SYMBOLS,
-        source="binance_ws",
-        binance_base_url=exchange.base_url,
-        binance_ws_url=stream.url,
-        stream_silence_s=SILENCE_S,
-        http_timeout_s=1.0,
-        weight_budget_per_minute=BUDGET,
     )
 
 
@@ -196,6 +191,7 @@ def _alone(
 def _settings_without_kafka(exchange: FakeExchange, stream: FakeStream) -> Settings:
     return Settings(
         symbols=SYMBOLS,
+        source="binance_ws",
         binance_base_url=exchange.base_url,
         binance_ws_url=stream.url,
         stream_silence_s=SILENCE_S,
