@@ -7,11 +7,9 @@ pipeline (TELEMETRY_* variables or the --flags below).
 from __future__ import annotations
 
 import logging
-import signal
 import sys
-import threading
-from types import FrameType
 
+from app.common.service_start import stop_on_signals
 from app.common.settings import parse_command_line
 from app.processing.job import start_job
 from app.processing.session import MasterUnreachable, build_session
@@ -27,14 +25,7 @@ def main(argv: list[str] | None = None) -> int:
     # py4j logs every callback at INFO; the job's own logs are what a journald reader wants.
     logging.getLogger("py4j").setLevel(logging.WARNING)
 
-    stop = threading.Event()
-
-    def request_stop(signum: int, _frame: FrameType | None) -> None:
-        log.info("signal %d: stopping", signum)
-        stop.set()
-
-    signal.signal(signal.SIGTERM, request_stop)
-    signal.signal(signal.SIGINT, request_stop)
+    stop = stop_on_signals(lambda received: log.info("signal %d: stopping", received))
 
     try:
         spark = build_session(settings)

@@ -7,11 +7,10 @@ app/common/settings.py). SIGTERM and Ctrl-C flush what is queued and exit 0.
 from __future__ import annotations
 
 import logging
-import signal
 import sys
 import threading
-from types import FrameType
 
+from app.common.service_start import start_service
 from app.common.settings import SOURCES, Settings, parse_command_line
 from app.producer.binance import BinanceSource
 from app.producer.binance_ws import BinanceStreamSource
@@ -21,10 +20,6 @@ from app.producer.service import ProducerService
 from app.producer.source import TradeSource
 
 log = logging.getLogger("app.producer")
-
-# key=value lines that journald readers can grep (`journalctl -u ... | grep event=gap`).
-LOG_FORMAT = "time=%(asctime)s.%(msecs)03d level=%(levelname)s logger=%(name)s %(message)s"
-LOG_DATE_FORMAT = "%Y-%m-%dT%H:%M:%S"
 
 
 def build_source(settings: Settings, metrics: ProducerMetrics, stop: threading.Event) -> TradeSource:
@@ -39,19 +34,7 @@ def build_source(settings: Settings, metrics: ProducerMetrics, stop: threading.E
 
 def main(argv: list[str] | None = None) -> int:
     settings = parse_command_line("producer", argv, __doc__)
-    logging.basicConfig(
-        level=settings.log_level.upper(), format=LOG_FORMAT, datefmt=LOG_DATE_FORMAT, stream=sys.stderr
-    )
-
-    stop = threading.Event()
-
-    def request_stop(signum: int, _frame: FrameType | None) -> None:
-        log.info("event=stopping signal=%s", signal.Signals(signum).name)
-        stop.set()
-
-    signal.signal(signal.SIGTERM, request_stop)
-    signal.signal(signal.SIGINT, request_stop)
-
+    stop = start_service(log, settings.log_level)
     metrics = ProducerMetrics(budget_per_minute=settings.weight_budget_per_minute)
     try:
         source = build_source(settings, metrics, stop)

@@ -1,6 +1,6 @@
 """Live source: polls the Binance REST API v3 for each symbol as `Schedule` decides.
 
-This class only does the I/O: it asks the schedule (app/producer/schedule.py, where every rule of
+This module only does the I/O: it asks the schedule (app/producer/schedule.py, where every rule of
 back-fill, event-time hold, pauses, back-off and the weight budget lives) what to do, sends that
 request, hands the answer back, and counts what the schedule reports in the producer's metrics.
 """
@@ -12,6 +12,7 @@ import random
 import threading
 import time
 from collections.abc import Callable, Mapping
+from typing import Protocol
 
 import requests
 from requests.adapters import HTTPAdapter
@@ -77,6 +78,47 @@ def now() -> schedule.Now:
     return schedule.Now(wall_ms=wall_clock_ms(), mono_s=time.monotonic())
 
 
+class Procedure(Protocol):
+    """A live source's pure decision procedure: `Schedule` or `StreamOrder`."""
+
+    def next_step(self, now: schedule.Now) -> list[Trade] | schedule.Wait | schedule.Request: ...
+
+    def on_answer(
+        self, request: schedule.Request, response: schedule.Answer | schedule.Failure, now: schedule.Now
+    ) -> schedule.Outcome: ...
+
+
+class StepDriver:
+    """The I/O of a live source's procedure: asks it what to do now, waits as long as it says or sends
+    the request it chose, hands the answer back and counts what the answer changed."""
+
+    def __init__(self, settings: Settings, metrics: ProducerMetrics, stop: threading.Event) -> None:
+        self._base_url = settings.binance_base_url.rstrip("/")
+        self._timeout_s = settings.http_timeout_s
+        self._metrics = metrics
+        self._stop = stop
+        self._session = http_session()
+
+    def step(self, procedure: Procedure, wait: Callable[[float], object]) -> list[Trade]:
+        """The trades `procedure` releases in one step; `wait(seconds)` blocks while it says to wait."""
+        step = procedure.next_step(now())
+        if isinstance(step, list):
+            return step
+        if isinstance(step, schedule.Wait):
+            wait(min(step.seconds, MAX_BLOCK_S))
+            return []
+        if self._stop.is_set():
+            return []
+        self._metrics.add("polls")
+        response = fetch(self._session, self._base_url, self._timeout_s, step)
+        outcome = procedure.on_answer(step, response, now())
+        count_outcome(self._metrics, outcome)
+        return outcome.released
+
+    def close(self) -> None:
+        self._session.close()
+
+
 class BinanceSource:
     """`TradeSource` over the Binance REST API (or anything at `binance_base_url` that speaks it)."""
 
@@ -86,14 +128,10 @@ class BinanceSource:
         metrics: ProducerMetrics,
         stop: threading.Event,
         *,
-        session: requests.Session | None = None,
         jitter: Callable[[], float] = random.random,
     ) -> None:
-        self._base_url = settings.binance_base_url.rstrip("/")
-        self._timeout_s = settings.http_timeout_s
-        self._metrics = metrics
         self._stop = stop
-        self._session = session or http_session()
+        self._driver = StepDriver(settings, metrics, stop)
         self._schedule = schedule.Schedule(
             settings.symbols,
             poll_interval_s=settings.poll_interval_s,
@@ -106,25 +144,10 @@ class BinanceSource:
         self._schedule.resume(last)
 
     def close(self) -> None:
-        self._session.close()
+        self._driver.close()
 
     def next_batch(self) -> list[Trade]:
-        step = self._schedule.next_step(now())
-        if isinstance(step, list):
-            return step
-        if isinstance(step, schedule.Wait):
-            self._stop.wait(min(step.seconds, MAX_BLOCK_S))
-            return []
-        if self._stop.is_set():
-            return []
-        response = self._send(step)
-        outcome = self._schedule.on_answer(step, response, now())
-        count_outcome(self._metrics, outcome)
-        return outcome.released
-
-    def _send(self, request: schedule.Request) -> schedule.Answer | schedule.Failure:
-        self._metrics.add("polls")
-        return fetch(self._session, self._base_url, self._timeout_s, request)
+        return self._driver.step(self._schedule, self._stop.wait)
 
 
 def count_outcome(metrics: ProducerMetrics, outcome: schedule.Outcome) -> None:

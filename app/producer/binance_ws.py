@@ -19,15 +19,14 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
-import requests
 from websockets.exceptions import WebSocketException
 from websockets.sync.client import connect
 
 from app.common.schema import Trade, now_ms
 from app.common.settings import Settings, event_time_lead_ms
-from app.producer.binance import MAX_BLOCK_S, count_outcome, fetch, http_session, now
+from app.producer.binance import MAX_BLOCK_S, StepDriver
 from app.producer.metrics import ProducerMetrics
-from app.producer.schedule import BACKOFF_BASE_S, BACKOFF_CAP_S, Wait
+from app.producer.schedule import BACKOFF_BASE_S, BACKOFF_CAP_S
 from app.producer.stream_order import StreamOrder
 from app.producer.weight_budget import backoff_s
 
@@ -60,17 +59,14 @@ class BinanceStreamSource:
         metrics: ProducerMetrics,
         stop: threading.Event,
         *,
-        session: requests.Session | None = None,
         jitter: Callable[[], float] = random.random,
     ) -> None:
         self._url = stream_url(settings.binance_ws_url, settings.symbols)
-        self._base_url = settings.binance_base_url.rstrip("/")
-        self._timeout_s = settings.http_timeout_s
         self._silence_s = settings.stream_silence_s
         self._metrics = metrics
         self._stop = stop
         self._jitter = jitter
-        self._session = session or http_session()
+        self._driver = StepDriver(settings, metrics, stop)
         self._order = StreamOrder(
             settings.symbols,
             budget_per_minute=settings.weight_budget_per_minute,
@@ -91,23 +87,11 @@ class BinanceStreamSource:
         self._closing.set()
         if self._reader is not None:
             self._reader.join(timeout=5)
-        self._session.close()
+        self._driver.close()
 
     def next_batch(self) -> list[Trade]:
         self._take_inbox(block_s=0)
-        step = self._order.next_step(now())
-        if isinstance(step, list):
-            return step
-        if isinstance(step, Wait):
-            self._take_inbox(block_s=min(step.seconds, MAX_BLOCK_S))
-            return []
-        if self._stop.is_set():
-            return []
-        self._metrics.add("polls")
-        response = fetch(self._session, self._base_url, self._timeout_s, step)
-        outcome = self._order.on_answer(step, response, now())
-        count_outcome(self._metrics, outcome)
-        return outcome.released
+        return self._driver.step(self._order, self._take_inbox)
 
     def _take_inbox(self, block_s: float) -> None:
         """Hand every queued frame to the order; wait up to `block_s` for the first one."""

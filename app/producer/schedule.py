@@ -17,9 +17,10 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
+from typing import Protocol
 
 from app.common.schema import RecordError, Trade
-from app.producer.trades import classify_poll, releasable, release_horizon_ms, trades_from_body
+from app.producer.trades import classify_poll, release_horizon_ms, take_releasable, trades_from_body
 from app.producer.weight_budget import (
     WeightBudget,
     backoff_s,
@@ -163,6 +164,17 @@ def screen_answer(
     return Screened(trades, Outcome([], used_now))
 
 
+def latest_request(symbol: str, asked_ms: int) -> Request:
+    """A page of the symbol's latest trades."""
+    return Request(symbol, TRADES_PATH, {"symbol": symbol, "limit": str(PAGE_SIZE)}, asked_ms)
+
+
+def history_request(symbol: str, last_id: int, asked_ms: int) -> Request:
+    """A page of the symbol's trades from the id after `last_id` on (a back-fill)."""
+    params = {"symbol": symbol, "limit": str(PAGE_SIZE), "fromId": str(last_id + 1)}
+    return Request(symbol, HISTORICAL_TRADES_PATH, params, asked_ms)
+
+
 def retry_delay_s(failures: int, jitter: float, kind: str, detail: str, path: str) -> float:
     """How long a symbol waits after its `failures`-th failed request in a row (logged)."""
     delay = backoff_s(failures, base_s=BACKOFF_BASE_S, cap_s=BACKOFF_CAP_S, jitter=jitter)
@@ -175,6 +187,32 @@ def retry_delay_s(failures: int, jitter: float, kind: str, detail: str, path: st
         detail,
     )
     return delay
+
+
+class Retrying(Protocol):
+    """A symbol's back-off: its failed requests in a row, and when (`Now.mono_s`) it may ask again."""
+
+    failures: int
+    due: float
+
+
+def take_answer(
+    budget: WeightBudget,
+    state: Retrying,
+    request: Request,
+    response: Answer | Failure,
+    now: Now,
+    jitter: Callable[[], float],
+) -> Screened:
+    """`screen_answer`, then the symbol's back-off: each failure in a row puts its next request off
+    for longer (logged), and usable trades end the row."""
+    screened = screen_answer(budget, request, response, now.wall_ms)
+    if screened.failure is not None:
+        state.failures += 1
+        state.due = now.mono_s + retry_delay_s(state.failures, jitter(), *screened.failure, request.path)
+    if screened.trades is not None:
+        state.failures = 0
+    return screened
 
 
 class Schedule:
@@ -233,21 +271,17 @@ class Schedule:
             return Wait(delay_ms / 1000)
         self._budget.spend(REQUEST_WEIGHT, now.wall_ms)
         if state.backfill_to is not None and state.last_id is not None:
-            params = {"symbol": symbol, "limit": str(PAGE_SIZE), "fromId": str(state.last_id + 1)}
-            return Request(symbol, HISTORICAL_TRADES_PATH, params, now.wall_ms)
-        return Request(symbol, TRADES_PATH, {"symbol": symbol, "limit": str(PAGE_SIZE)}, now.wall_ms)
+            return history_request(symbol, state.last_id, now.wall_ms)
+        return latest_request(symbol, now.wall_ms)
 
     def on_answer(self, request: Request, response: Answer | Failure, now: Now) -> Outcome:
         """Take in what came back for `request` (sent after `next_step` returned it)."""
         state = self._states[request.symbol]
-        screened = screen_answer(self._budget, request, response, now.wall_ms)
-        if screened.failure is not None:
-            self._failed(state, *screened.failure, request.path, now)
+        screened = take_answer(self._budget, state, request, response, now, self._jitter)
         if screened.trades is None:
             return replace(screened.outcome, released=self.release())
         trades = screened.trades
         used_now = screened.outcome.used_weight_1m
-        state.failures = 0
         if request.path == HISTORICAL_TRADES_PATH:
             filled, unrecoverable = self._on_history(request.symbol, state, trades)
             return Outcome(self.release(), used_now, gap_backfilled=filled, unrecoverable_gap=unrecoverable)
@@ -260,12 +294,7 @@ class Schedule:
             (s.published_to_ms() for s in self._states.values() if s.failures < STALLED_AFTER_FAILURES),
             self._lead_ms,
         )
-        for state in self._states.values():
-            count = releasable(state.pending, horizon)
-            if count:
-                batch, state.pending = state.pending[:count], state.pending[count:]
-                return batch
-        return []
+        return take_releasable((state.pending for state in self._states.values()), horizon)
 
     def _choose(self, now_s: float) -> tuple[str, _SymbolState]:
         """Of the symbols due now, the least complete (it holds the others back; one never fetched
@@ -280,10 +309,6 @@ class Schedule:
         if blocked_until > now_ms and blocked_until != self._announced_block:
             self._announced_block = blocked_until
             log.warning("event=paused reason=server_limit resume_in_s=%.1f", delay_ms / 1000)
-
-    def _failed(self, state: _SymbolState, kind: str, detail: str, path: str, now: Now) -> None:
-        state.failures += 1
-        state.due = now.mono_s + retry_delay_s(state.failures, self._jitter(), kind, detail, path)
 
     def _on_latest(
         self, symbol: str, state: _SymbolState, trades: list[Trade], asked_ms: int, now: Now

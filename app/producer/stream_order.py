@@ -14,7 +14,7 @@ id with no id skipped and none twice:
   overlap and dropped silently.
 - A symbol still back-filling holds the others back in event time by the same `lead_ms` as the
   REST source, so the streaming job's shared watermark does not make its older trades late.
-REST answers obey the REST source's rules (`screen_answer`: weight budget, 429, 418, back-off).
+REST answers obey the REST source's rules (`take_answer`: weight budget, 429, 418, back-off).
 """
 
 from __future__ import annotations
@@ -30,17 +30,17 @@ from app.producer.schedule import (
     PAGE_SIZE,
     REQUEST_WEIGHT,
     STALLED_AFTER_FAILURES,
-    TRADES_PATH,
     Answer,
     Failure,
     Now,
     Outcome,
     Request,
     Wait,
-    retry_delay_s,
-    screen_answer,
+    history_request,
+    latest_request,
+    take_answer,
 )
-from app.producer.trades import classify_poll, releasable, release_horizon_ms, trade_from_stream
+from app.producer.trades import classify_poll, release_horizon_ms, take_releasable, trade_from_stream
 from app.producer.weight_budget import WeightBudget
 
 log = logging.getLogger(__name__)
@@ -182,22 +182,15 @@ class StreamOrder:
         self._budget.spend(REQUEST_WEIGHT, now.wall_ms)
         assert state.last_id is not None
         if state.held or state.hole_to is not None:
-            params = {"symbol": symbol, "limit": str(PAGE_SIZE), "fromId": str(state.last_id + 1)}
-            return Request(symbol, HISTORICAL_TRADES_PATH, params, now.wall_ms)
-        return Request(symbol, TRADES_PATH, {"symbol": symbol, "limit": str(PAGE_SIZE)}, now.wall_ms)
+            return history_request(symbol, state.last_id, now.wall_ms)
+        return latest_request(symbol, now.wall_ms)
 
     def on_answer(self, request: Request, response: Answer | Failure, now: Now) -> Outcome:
         """Take in what came back for `request` (sent after `next_step` returned it)."""
         state = self._states[request.symbol]
-        screened = screen_answer(self._budget, request, response, now.wall_ms)
-        if screened.failure is not None:
-            state.failures += 1
-            state.due = now.mono_s + retry_delay_s(
-                state.failures, self._jitter(), *screened.failure, request.path
-            )
+        screened = take_answer(self._budget, state, request, response, now, self._jitter)
         if screened.trades is None:
             return replace(screened.outcome, released=self.release())
-        state.failures = 0
         if request.path == HISTORICAL_TRADES_PATH:
             filled, unrecoverable = self._on_history(request.symbol, state, screened.trades)
             return replace(
@@ -232,12 +225,7 @@ class StreamOrder:
             ),
             self._lead_ms,
         )
-        for state in self._states.values():
-            count = releasable(state.ready, horizon)
-            if count:
-                batch, state.ready = state.ready[:count], state.ready[count:]
-                return batch
-        return []
+        return take_releasable((state.ready for state in self._states.values()), horizon)
 
     def _on_history(self, symbol: str, state: _SymbolState, trades: list[Trade]) -> tuple[bool, bool]:
         """Take in a back-fill page; (hole filled, ids found missing for good)."""

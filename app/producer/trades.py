@@ -131,6 +131,18 @@ def releasable(pending: Sequence[Trade], horizon_ms: int | None) -> int:
     return len(pending)
 
 
+def take_releasable(queues: Iterable[list[Trade]], horizon_ms: int | None) -> list[Trade]:
+    """Take out of the first of `queues` (one symbol's trades each, ascending ids) that has any the
+    trades `releasable` lets out now; the others wait for a later call."""
+    for queue in queues:
+        count = releasable(queue, horizon_ms)
+        if count:
+            batch = queue[:count]
+            del queue[:count]
+            return batch
+    return []
+
+
 def trade_from_stream(frame: str | bytes, ingest_time: int) -> Trade:
     """One message of a combined `<symbol>@trade` stream: `{"stream": ..., "data": {trade event}}`.
 

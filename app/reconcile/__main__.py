@@ -9,13 +9,10 @@ record per window to the reconciliation topic. Configured like every process of 
 from __future__ import annotations
 
 import logging
-import signal
 import sys
-import threading
-from types import FrameType
 
+from app.common.service_start import start_service
 from app.common.settings import parse_command_line
-from app.producer.__main__ import LOG_DATE_FORMAT, LOG_FORMAT
 from app.reconcile.service import Reconciler
 
 log = logging.getLogger("app.reconcile")
@@ -23,17 +20,7 @@ log = logging.getLogger("app.reconcile")
 
 def main(argv: list[str] | None = None) -> int:
     settings = parse_command_line("reconcile", argv, __doc__)
-    logging.basicConfig(
-        level=settings.log_level.upper(), format=LOG_FORMAT, datefmt=LOG_DATE_FORMAT, stream=sys.stderr
-    )
-    stop = threading.Event()
-
-    def request_stop(signum: int, _frame: FrameType | None) -> None:
-        log.info("event=stopping signal=%s", signal.Signals(signum).name)
-        stop.set()
-
-    signal.signal(signal.SIGTERM, request_stop)
-    signal.signal(signal.SIGINT, request_stop)
+    stop = start_service(log, settings.log_level)
     if settings.source != "replay":  # both live sources trade on the exchange whose klines it reads
         Reconciler(settings, stop).run()
     else:

@@ -127,43 +127,41 @@ def test_the_tls_branch_serves_clients_and_brokers_over_sasl_ssl(rendered: dict[
     assert f'--add-scram "$(scram {APP} app.password)"' in start
 
 
-def install_secrets(kafka: SecureKafka, secrets: Path, out: Path) -> None:
-    """What tasks/tls.yml copies to the host, where kafka_secrets_mount points."""
-    secrets.mkdir(exist_ok=True)
-    shutil.copy(kafka.tls.ca_file, secrets / "ca.pem")
+@pytest.fixture
+def installed(rendered: dict[str, Rendered], secure_kafka: SecureKafka, secrets_dir: Path) -> Path:  # noqa: F811
+    """The rendered TLS branch, with what tasks/tls.yml copies to the host where kafka_secrets_mount
+    points."""
+    out = rendered["tls"].ok()
+    secrets_dir.mkdir(exist_ok=True)
+    shutil.copy(secure_kafka.tls.ca_file, secrets_dir / "ca.pem")
     login = (out / "localhost.client.properties").read_text()
     # kafka-broker-api-versions gives up after 5 s, which a TLS and SCRAM handshake exceeds when
     # this shared machine is loaded (load average 50+ measured): the check's question is
     # unchanged, only the wait is longer.
-    (secrets / "client.properties").write_text(login + "request.timeout.ms=60000\n")
+    (secrets_dir / "client.properties").write_text(login + "request.timeout.ms=60000\n")
+    return out
 
 
-def test_the_rendered_topic_script_logs_in_and_creates_the_topics(
-    rendered: dict[str, Rendered],
-    secure_kafka: SecureKafka,  # noqa: F811
-    secrets_dir: Path,
-    tmp_path: Path,
-) -> None:
-    out = rendered["tls"].ok()
-    install_secrets(secure_kafka, secrets_dir, out)
-    tools = tool_dir(tmp_path)
-    run = subprocess.run(
-        ["bash", str(out / "localhost.ensure-topics.sh")],
-        env={"PATH": f"{tools}:/usr/bin:/bin"},
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+@pytest.fixture
+def tools(tmp_path: Path) -> Path:
+    return tool_dir(tmp_path)
+
+
+def test_the_rendered_topic_script_logs_in_and_creates_the_topics(installed: Path, tools: Path) -> None:
+    def ensure_topics() -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            ["bash", str(installed / "localhost.ensure-topics.sh")],
+            env={"PATH": f"{tools}:/usr/bin:/bin"},
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+
+    run = ensure_topics()
     assert run.returncode == 0, run.stdout + run.stderr
     assert "created raw_crypto_trades" in run.stdout
     # A second run finds every topic as declared: nothing to report, so Ansible sees no change.
-    again = subprocess.run(
-        ["bash", str(out / "localhost.ensure-topics.sh")],
-        env={"PATH": f"{tools}:/usr/bin:/bin"},
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    again = ensure_topics()
     assert again.returncode == 0, again.stderr
     assert again.stdout == ""
 
@@ -182,14 +180,13 @@ def render_probe(secure_kafka: SecureKafka, secrets: Path, tools: Path) -> str: 
     return script.replace("/opt/kafka/bin/", f"{tools}/")
 
 
+@pytest.mark.usefixtures("installed")
 def test_the_health_check_logs_in_over_sasl_ssl(
-    rendered: dict[str, Rendered],
     secure_kafka: SecureKafka,  # noqa: F811
     secrets_dir: Path,
+    tools: Path,
     tmp_path: Path,
 ) -> None:
-    install_secrets(secure_kafka, secrets_dir, rendered["tls"].ok())
-    tools = tool_dir(tmp_path)
     script = render_probe(secure_kafka, secrets_dir, tools)
     # Docker retries a failing check (retries: 6); so does this test, as a loaded machine can make
     # the tool's own request time out.
@@ -212,23 +209,21 @@ def test_the_health_check_logs_in_over_sasl_ssl(
     assert "Authentication failed" in refused.stderr, refused.stderr[-2000:]
 
 
-def test_tls_without_a_keystore_stops_before_anything_changes(rendered: dict[str, Rendered]) -> None:
-    result = rendered["no_keystore"]
+@pytest.mark.parametrize(
+    ("case", "message"),
+    [
+        (
+            "no_keystore",
+            "TLS (SASL_SSL) needs files on the control node that are not set: kafka_tls_keystore_file",
+        ),
+        ("loose_password", "is mode 0644: a secret must not be readable by others"),
+        ("quoted_password", "a password of letters, digits and"),
+    ],
+)
+def test_a_missing_or_unsafe_secret_stops_the_play_before_anything_changes(
+    rendered: dict[str, Rendered], case: str, message: str
+) -> None:
+    result = rendered[case]
     assert result.returncode != 0
-    assert "TLS (SASL_SSL) needs files on the control node that are not set: kafka_tls_keystore_file" in (
-        " ".join(result.output.split())
-    )
+    assert message in " ".join(result.output.split())
     assert not (result.out / "localhost.server.properties").exists()
-
-
-def test_a_password_file_open_to_others_stops_the_play(rendered: dict[str, Rendered]) -> None:
-    result = rendered["loose_password"]
-    assert result.returncode != 0
-    assert "is mode 0644: a secret must not be readable by others" in " ".join(result.output.split())
-    assert not (result.out / "localhost.server.properties").exists()
-
-
-def test_a_password_that_would_need_quoting_stops_the_play(rendered: dict[str, Rendered]) -> None:
-    result = rendered["quoted_password"]
-    assert result.returncode != 0
-    assert "a password of letters, digits and" in " ".join(result.output.split())

@@ -77,9 +77,10 @@ def published_trades(bootstrap: str, topic: str) -> list[Trade]:
     return trades
 
 
-def ids_by_symbol(trades: list[Trade]) -> dict[str, list[int]]:
+def published_ids(bootstrap: str, topic: str) -> dict[str, list[int]]:
+    """The ids of the topic's trades per symbol, in publishing order."""
     result: dict[str, list[int]] = {}
-    for trade in trades:
+    for trade in published_trades(bootstrap, topic):
         result.setdefault(trade.symbol, []).append(trade.trade_id)
     return result
 

@@ -20,8 +20,7 @@ from app.producer.source import TradeSource
 from tests.producer.kafka_helpers import (
     assert_exactly_once,
     end_offset_total,
-    ids_by_symbol,
-    published_trades,
+    published_ids,
     running_service,
     wait_for,
 )
@@ -69,7 +68,7 @@ def _run_through_outage(
             first_id, last_id = exchange.trade_ids("BTCUSDT")[0], exchange.trade_ids("BTCUSDT")[-1]
             wait_for(lambda: end_offset_total(bootstrap, raw) >= last_id - first_id + 1, 30, "catching up")
             time.sleep(1.0)  # anything extra (a duplicate) would show up now
-        ids = ids_by_symbol(published_trades(bootstrap, raw))["BTCUSDT"]
+        ids = published_ids(bootstrap, raw)["BTCUSDT"]
         assert_exactly_once(ids, first_id, last_id)
         return metrics
 

@@ -12,7 +12,7 @@ from pathlib import Path
 from tests.producer.kafka_helpers import (
     assert_exactly_once,
     end_offset_total,
-    ids_by_symbol,
+    published_ids,
     published_trades,
     wait_for,
 )
@@ -87,7 +87,7 @@ def test_sigkill_and_restart_lose_and_duplicate_nothing(bootstrap: str, tmp_path
             if producer.poll() is None:
                 producer.kill()
                 producer.wait()
-        by_symbol = ids_by_symbol(published_trades(bootstrap, raw))
+        by_symbol = published_ids(bootstrap, raw)
         for symbol in SYMBOLS:
             assert_exactly_once(by_symbol[symbol], first[symbol], exchange.trade_ids(symbol)[-1])
     log = log_path.read_text()

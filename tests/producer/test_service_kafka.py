@@ -18,7 +18,7 @@ from app.producer.trades import trade_from_binance
 from tests.producer.kafka_helpers import (
     assert_exactly_once,
     end_offset_total,
-    ids_by_symbol,
+    published_ids,
     published_trades,
     running_service,
     wait_for,
@@ -72,7 +72,7 @@ def test_every_trade_of_several_symbols_lands_once_in_order_with_metrics(bootstr
         exchange.stop_ticker()
         expected = sum(len(exchange.trade_ids(s)[500:]) for s in SYMBOLS)
         wait_for(lambda: metrics.trades_published == expected, 20, "every trade")
-    by_symbol = ids_by_symbol(published_trades(bootstrap, settings.raw_topic))
+    by_symbol = published_ids(bootstrap, settings.raw_topic)
     for symbol in SYMBOLS:
         assert_exactly_once(by_symbol[symbol], first[symbol], exchange.trade_ids(symbol)[-1])
     # One symbol, one partition: the per-symbol order is Kafka's order.
@@ -98,7 +98,7 @@ def test_a_restart_resumes_after_the_topic_tail_skipping_bad_records(
     write_raw(bootstrap, settings.raw_topic, [(b"BTCUSDT", b"{not json", None)])
     with running_service(settings, _binance(settings)) as metrics:
         wait_for(lambda: metrics.trades_published == 800, 20, "the 800 missing trades")
-    ids = ids_by_symbol(published_trades(bootstrap, settings.raw_topic))["BTCUSDT"]
+    ids = published_ids(bootstrap, settings.raw_topic)["BTCUSDT"]
     assert_exactly_once(ids, book[0]["id"], book[-1]["id"])
 
 

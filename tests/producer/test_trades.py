@@ -12,6 +12,7 @@ from app.producer.trades import (
     classify_poll,
     releasable,
     release_horizon_ms,
+    take_releasable,
     time_to_ms,
     trade_from_binance,
     trade_from_csv,
@@ -157,3 +158,12 @@ def test_only_the_prefix_up_to_the_horizon_is_released_so_ids_stay_in_order() ->
     assert releasable(pending, 99) == 0
     assert releasable(pending, 300) == 3
     assert releasable(pending, None) == 3
+
+
+def test_one_symbols_releasable_prefix_is_taken_out_and_the_rest_waits() -> None:
+    held_back, first, second = [_trade_at(1, 500)], [_trade_at(7, 100), _trade_at(8, 300)], [_trade_at(4, 50)]
+    assert take_releasable([held_back, first, second], 200) == [_trade_at(7, 100)]
+    assert (held_back, first, second) == ([_trade_at(1, 500)], [_trade_at(8, 300)], [_trade_at(4, 50)])
+    assert take_releasable([held_back, first, second], 200) == [_trade_at(4, 50)]
+    assert take_releasable([held_back, first, second], 200) == []
+    assert second == []
