@@ -85,6 +85,12 @@ def test_only_the_jvm_may_write_executable_memory(rendered: dict[str, Rendered])
     assert found == {"producer": "yes", "processing": None, "dashboard": "yes"}
 
 
+def test_a_stop_signals_only_the_service_itself(rendered: dict[str, Rendered]) -> None:
+    """The job's JVM must not get the SIGTERM its Python driver gets (tests/support/pipeline.py's
+    `Process.stop` stops the services the same way)."""
+    assert {directives(unit(rendered, "localhost", s)).get("KillMode") for s in SERVICES} == {"mixed"}
+
+
 def ip_filters(rendered: dict[str, Rendered], case: str) -> dict[str, tuple[str | None, str | None]]:
     filters = {}
     for service in SERVICES:

@@ -98,6 +98,11 @@ def test_trades_flow_exactly_from_exchange_to_dashboard(bootstrap: str, tmp_path
             for process in reversed(processes):
                 process.stop()
 
+    # Stopped as their systemd units stop them, no service logged an error.
+    for process in processes:
+        errors = [line for line in process.log_text().splitlines() if " ERROR " in line or "level=ERROR" in line]
+        assert not errors, f"{process.module}: {errors[:5]}"
+
     # The raw topic holds every served trade id exactly once, per symbol.
     raw = [Trade.from_json(r.value) for r in read_all(settings.kafka_bootstrap_servers, settings.raw_topic)]
     for symbol in SYMBOLS:

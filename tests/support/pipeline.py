@@ -122,7 +122,17 @@ class Process:
         return status
 
     def stop(self) -> None:
-        stop_group(self.popen, timeout_s=60)
+        """Stop as the systemd units do (KillMode=mixed): SIGTERM to this process alone, which stops
+        its children itself (a Spark driver its JVM), then SIGKILL to whatever of its group is left."""
+        if self.popen.poll() is None:
+            self.popen.send_signal(signal.SIGTERM)
+            try:
+                self.popen.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                pass
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.popen.pid, signal.SIGKILL)
+        self.popen.wait()
         self._log.close()
 
     def rss_bytes(self) -> int:
