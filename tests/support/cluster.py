@@ -116,12 +116,14 @@ def wait_new_leader(
 ) -> None:
     """Wait until each of `partitions` is led by a node other than `gone`."""
     wanted = list(partitions)
+    wait_for(lambda: led_elsewhere(bootstrap, topic, wanted, gone), timeout_s,
+             f"a new leader of {topic} {wanted}", interval_s=0.2)  # fmt: skip
 
-    def moved() -> bool:
-        try:
-            now = leaders(bootstrap, topic)
-        except Exception:  # the admin client may still be talking to the node that went
-            return False
-        return all(now.get(p, -1) not in (-1, gone) for p in wanted)
 
-    wait_for(moved, timeout_s, f"a new leader of {topic} {wanted}", interval_s=0.2)
+def led_elsewhere(bootstrap: str, topic: str, partitions: Iterable[int], gone: int) -> bool:
+    """Whether each of `partitions` is led by a node other than `gone`."""
+    try:
+        now = leaders(bootstrap, topic)
+    except Exception:  # the admin client may still be talking to the node that went
+        return False
+    return all(now.get(p, -1) not in (-1, gone) for p in partitions)
