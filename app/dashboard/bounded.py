@@ -33,7 +33,7 @@ def _settle(client: Any, future: Any, deadline: float) -> bool:
     """Drive the client until `future` is done (True) or `deadline` (time.monotonic()) passes."""
     while not future.is_done:
         remaining_ms = (deadline - time.monotonic()) * 1000
-        if remaining_ms <= 0:
+        if remaining_ms <= 0 or client._closed:  # closed by WindowFeed.close(): poll() returns at once
             return False
         client.poll(timeout_ms=min(remaining_ms, _STEP_MS))
     return True
