@@ -1,5 +1,5 @@
 """Shared fixtures: one real Apache Kafka 4 broker (KRaft) on loopback for the whole session, and a
-3-node cluster for the modules that ask for it."""
+3-node cluster for the tests that ask for it."""
 
 from __future__ import annotations
 
@@ -29,9 +29,10 @@ def bootstrap(kafka_broker: LocalBroker) -> str:
     return kafka_broker.bootstrap_servers
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def kafka_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalCluster]:
-    """Three broker+controller nodes (the three voters) on loopback, for one module's tests."""
+    """Three broker+controller nodes (the three voters) on loopback, shared by the tests that ask
+    for it: each leaves it healthy, and starting three JVMs is what takes long."""
     cluster = LocalCluster(data_dir=Path(tmp_path_factory.mktemp("cluster")))
     cluster.start()
     yield cluster

@@ -21,6 +21,11 @@ the pipeline and about Kafka are pure functions in state.py; this class only doe
 Every method is thread-safe. Kafka I/O is serialised by one lock and the in-memory state by another,
 so readers (Streamlit sessions) never wait for Kafka; `start()` moves the I/O to a daemon thread, which
 is what the app uses because kafka-python can block while a broker disappears mid-request.
+
+Each metadata and offset request has a deadline (bounded.py). The feed is connected while some
+broker answers metadata: with one node of a cluster down, the partitions it led are read again once
+their new leaders are known, and a dead-letter count that cannot be measured in time keeps its last
+value until it can.
 """
 
 from __future__ import annotations
@@ -48,7 +53,7 @@ from app.common.schema import (
     now_ms,
 )
 from app.common.settings import Settings
-from app.dashboard import state
+from app.dashboard import bounded, state
 from app.dashboard.state import (
     HOUR_MS,
     FeedState,
@@ -96,6 +101,7 @@ class WindowFeed:
         self.reconciliation_topic = reconciliation_topic
         self.history_ms = int(history_hours * HOUR_MS)
         self._timeout_ms = max(int(timeout_s * 1000), 1000)
+        self._timeout_s = self._timeout_ms / 1000
         self._offsets_every_ms = int(offsets_every_s * 1000)
         self._clock_ms = clock_ms
 
@@ -313,13 +319,15 @@ class WindowFeed:
             self._unreachable(str(exc) or type(exc).__name__)
             return False
         self._assigned = set()
-        self._reached(FeedState.CONNECTED, "connected")
         log.info("dashboard feed connected to %s", self.bootstrap_servers)
-        self._assign()
+        self._check_offsets()  # assigns the topics that exist
         return True
 
-    def _assign(self) -> None:
-        """Assign the partitions of the topics that exist and seek them to now - history."""
+    def _assign(self, deadline: float) -> None:
+        """Assign the partitions of the topics that exist and seek them to now - history.
+
+        Uses the metadata as last refreshed. If some new partition's offsets cannot be read by the
+        `deadline` (its leader is away), its topic waits for the next check."""
         consumer = self._consumer
         assert consumer is not None
         missing = []
@@ -327,24 +335,26 @@ class WindowFeed:
         for topic in self._read_topics:
             if topic in self._assigned:
                 continue
-            partitions = consumer.partitions_for_topic(topic)
-            if not partitions:
+            partitions = bounded.partitions(consumer, topic)
+            if partitions is None:
                 if topic in self._required_topics:
                     missing.append(topic)
                 continue
-            self._assigned.add(topic)
-            new.extend(TopicPartition(topic, p) for p in sorted(partitions))
-        if new:
-            everything = sorted(set(consumer.assignment()) | set(new))
-            consumer.assign(everything)
-            since = state.history_cutoff_ms(self._clock_ms(), self.history_ms)
-            found = consumer.offsets_for_times(dict.fromkeys(new, since))
-            ends = consumer.end_offsets(new)
+            new.extend(partitions)
+        since = state.history_cutoff_ms(self._clock_ms(), self.history_ms)
+        found = bounded.offsets(consumer, dict.fromkeys(new, since), deadline)
+        ends = bounded.offsets(consumer, dict.fromkeys(new, bounded.LATEST), deadline)
+        if found is None or ends is None:
+            log.info("dashboard feed: offsets of %s not read in time, trying again", sorted(new))
+        elif new:
+            consumer.assign(sorted(set(consumer.assignment()) | set(new)))
             for tp in new:
-                hit = found.get(tp)
+                end = ends[tp]
+                assert end is not None  # a partition always has an end offset
                 # No record at or after the cut-off: only what arrives from now on is in the window.
-                consumer.seek(tp, hit.offset if hit is not None else ends[tp])
-                self._targets[tp] = ends[tp]
+                consumer.seek(tp, found[tp] if found[tp] is not None else end)
+                self._targets[tp] = end
+            self._assigned |= {tp.topic for tp in new}
             log.info(
                 "dashboard feed reading %s from %d ms ago", sorted({tp.topic for tp in new}), self.history_ms
             )
@@ -384,35 +394,50 @@ class WindowFeed:
         return applied
 
     def _check_offsets(self) -> None:
-        """Measure the dead-letter topic, pick up late-created topics, and prove the broker answers."""
+        """Prove a broker answers, pick up late-created topics, and measure the dead-letter topic,
+        all within one request timeout."""
         consumer = self._consumer
         assert consumer is not None
         self._next_offsets_ms = self._clock_ms() + self._offsets_every_ms
+        deadline = time.monotonic() + self._timeout_s
         reason = self._tcp_reachable()
         if reason is not None:
             self._unreachable(reason)
             return
+        if not bounded.refresh_metadata(consumer, deadline):
+            self._unreachable(f"no broker answered a metadata request in {self._timeout_s:g} s")
+            return
         try:
             if len(self._assigned) < len(self._read_topics):
-                self._assign()
-            partitions = consumer.partitions_for_topic(self.dead_letter_topic)
-            dead_letters = None
-            if partitions:
-                tps = [TopicPartition(self.dead_letter_topic, p) for p in sorted(partitions)]
-                begin = consumer.beginning_offsets(tps)
-                end = consumer.end_offsets(tps)
-                dead_letters = int(sum(end[tp] - begin[tp] for tp in tps))
+                self._assign(deadline)
+            self._measure_dead_letters(deadline)
         except KafkaError as exc:
             self._unreachable(str(exc) or type(exc).__name__)
             return
         with self._state_lock:
-            self._dead_letters = dead_letters
             cutoff = state.history_cutoff_ms(self._clock_ms(), self.history_ms)
             self._spark.prune(cutoff)
             state.prune(self._windows, cutoff)
             state.prune_reconciliations(self._reconciliations, cutoff)
         if set(self._required_topics) <= self._assigned:
             self._reached(FeedState.CONNECTED, "connected")
+
+    def _measure_dead_letters(self, deadline: float) -> None:
+        """Count the records in the dead-letter topic (None: no such topic). If a partition's leader
+        does not answer by the `deadline`, the last count stands until the next check."""
+        consumer = self._consumer
+        assert consumer is not None
+        tps = bounded.partitions(consumer, self.dead_letter_topic)
+        count = None
+        if tps is not None:
+            begin = bounded.offsets(consumer, dict.fromkeys(tps, bounded.EARLIEST), deadline)
+            end = bounded.offsets(consumer, dict.fromkeys(tps, bounded.LATEST), deadline)
+            if begin is None or end is None:
+                log.info("dashboard feed: dead letters not counted in time, keeping the last count")
+                return
+            count = sum((end[tp] or 0) - (begin[tp] or 0) for tp in tps)
+        with self._state_lock:
+            self._dead_letters = count
 
     def _apply(self, records: Iterable[Any]) -> int:
         cutoff = state.history_cutoff_ms(self._clock_ms(), self.history_ms)

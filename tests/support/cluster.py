@@ -3,7 +3,6 @@ a rolling restart waits on, and a watch of a topic's end offsets over time (to t
 
 from __future__ import annotations
 
-import subprocess
 import threading
 import time
 from collections.abc import Iterable
@@ -49,18 +48,22 @@ def unhealthy(cluster: LocalCluster, topics: Iterable[str]) -> str | None:
     down = [n.node_id for n in cluster.nodes if n.process is None or n.process.poll() is not None]
     if down:
         return f"nodes down: {down}"
+    # The partitions first: asking the quorum starts a JVM (Kafka's own tool), so only once they pass.
+    try:
+        states = partition_states(cluster.bootstrap_servers, topics)
+    except Exception as exc:  # a node still starting answers errors
+        return f"not answering: {type(exc).__name__}"
+    short = [f"{s.topic}/{s.partition}" for s in states if s.leader < 0 or set(s.isr) != set(s.replicas)]
+    if short:
+        return f"partitions without a leader or a full ISR: {short}"
     try:
         voters = cluster.quorum()
-        states = partition_states(cluster.bootstrap_servers, topics)
-    except (subprocess.SubprocessError, Exception) as exc:  # a node still starting answers errors
-        return f"not answering: {type(exc).__name__}"
+    except Exception as exc:  # SubprocessError among them
+        return f"quorum not answering: {type(exc).__name__}"
     if len(voters) != cluster.size or not any(v.leader for v in voters):
         return f"quorum: {voters}"
     lagging = [v.node_id for v in voters if v.lag > 0]
-    if lagging:
-        return f"voters behind the active controller: {lagging}"
-    short = [f"{s.topic}/{s.partition}" for s in states if s.leader < 0 or set(s.isr) != set(s.replicas)]
-    return f"partitions without a leader or a full ISR: {short}" if short else None
+    return f"voters behind the active controller: {lagging}" if lagging else None
 
 
 def wait_healthy(cluster: LocalCluster, topics: Iterable[str], timeout_s: float) -> None:
@@ -116,12 +119,14 @@ def wait_new_leader(
 ) -> None:
     """Wait until each of `partitions` is led by a node other than `gone`."""
     wanted = list(partitions)
+    wait_for(lambda: led_elsewhere(bootstrap, topic, wanted, gone), timeout_s,
+             f"a new leader of {topic} {wanted}", interval_s=0.2)  # fmt: skip
 
-    def moved() -> bool:
-        try:
-            now = leaders(bootstrap, topic)
-        except Exception:  # the admin client may still be talking to the node that went
-            return False
-        return all(now.get(p, -1) not in (-1, gone) for p in wanted)
 
-    wait_for(moved, timeout_s, f"a new leader of {topic} {wanted}", interval_s=0.2)
+def led_elsewhere(bootstrap: str, topic: str, partitions: Iterable[int], gone: int) -> bool:
+    """Whether each of `partitions` is led by a node other than `gone`."""
+    try:
+        now = leaders(bootstrap, topic)
+    except Exception:  # the admin client may still be talking to the node that went
+        return False
+    return all(now.get(p, -1) not in (-1, gone) for p in partitions)
