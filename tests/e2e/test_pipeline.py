@@ -100,7 +100,8 @@ def test_trades_flow_exactly_from_exchange_to_dashboard(bootstrap: str, tmp_path
 
     # Stopped as their systemd units stop them, no service logged an error.
     for process in processes:
-        errors = [line for line in process.log_text().splitlines() if " ERROR " in line or "level=ERROR" in line]
+        lines = process.log_text().splitlines()
+        errors = [line for line in lines if " ERROR " in line or "level=ERROR" in line]
         assert not errors, f"{process.module}: {errors[:5]}"
 
     # The raw topic holds every served trade id exactly once, per symbol.
