@@ -9,6 +9,7 @@ import socket
 import sys
 import tempfile
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from pyspark.sql import SparkSession
 
@@ -36,6 +37,24 @@ JIT_HUGE_METHODS = "-XX:-DontCompileHugeMethods"
 # glibc gives each thread that allocates its own malloc arena (64 MiB of address space each, much of
 # it resident after a burst); the JVM's many threads and the Python workers need no more than two.
 MALLOC_ARENAS = "2"
+
+
+# Spark's default checkpoint writer renames each file through Hadoop's FileContext, which on a local
+# disk forks `readlink` for both names of every rename and of its checksum file: about 16 processes
+# a micro-batch, which cost 120 ms of each 500 ms trigger at 300 trades/s (p50 batch 516 -> 397 ms,
+# measured). The FileSystem-based writer renames with one system call, and a local rename is atomic,
+# which is all it relies on. Other file systems (hdfs://, s3a://) keep Spark's default.
+CHECKPOINT_FILE_MANAGER = "spark.sql.streaming.checkpointFileManagerClass"
+LOCAL_CHECKPOINT_FILE_MANAGER = (
+    "org.apache.spark.sql.execution.streaming.checkpointing.FileSystemBasedCheckpointFileManager"
+)
+
+
+def checkpoint_writer(checkpoint_dir: str) -> dict[str, str]:
+    """The checkpoint writer setting for `checkpoint_dir` (a path or a URI); none for a remote one."""
+    if urlsplit(checkpoint_dir).scheme in ("", "file"):
+        return {CHECKPOINT_FILE_MANAGER: LOCAL_CHECKPOINT_FILE_MANAGER}
+    return {}
 
 
 def connector_jars(jars_dir: Path) -> list[Path]:
@@ -74,6 +93,7 @@ def session_config(settings: Settings) -> dict[str, str]:
         "spark.sql.streaming.stateStore.rocksdb.boundedMemoryUsage": "true",
         "spark.sql.streaming.stateStore.rocksdb.maxMemoryUsageMB": "64",
         "spark.sql.streaming.metricsEnabled": "false",
+        **checkpoint_writer(settings.checkpoint_dir),
     }
 
 

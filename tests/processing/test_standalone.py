@@ -21,7 +21,13 @@ import pytest
 from app.common.settings import Settings
 from app.localkafka.broker import free_port, port_open
 from app.processing.job import checkpoint_location
-from app.processing.session import MasterUnreachable, build_session
+from app.processing.session import (
+    CHECKPOINT_FILE_MANAGER,
+    LOCAL_CHECKPOINT_FILE_MANAGER,
+    MasterUnreachable,
+    build_session,
+    session_config,
+)
 from tests.processing import dataset
 from tests.processing.conftest import (
     JobRun,
@@ -137,3 +143,17 @@ def test_a_master_nobody_answers_is_refused_at_once_naming_the_setting(tmp_path:
 )
 def test_checkpoints_take_a_path_or_a_uri(checkpoint_dir: str, location: str) -> None:
     assert checkpoint_location(checkpoint_dir, "live") == location
+
+
+@pytest.mark.parametrize(
+    ("checkpoint_dir", "local"),
+    [
+        ("/var/lib/telemetry/checkpoints", True),
+        ("file:///var/lib/telemetry", True),
+        ("s3a://bucket/ckpt", False),
+        ("hdfs://namenode:8020/telemetry/", False),
+    ],
+)
+def test_only_local_checkpoints_are_written_by_plain_renames(checkpoint_dir: str, local: bool) -> None:
+    config = session_config(Settings(checkpoint_dir=checkpoint_dir))
+    assert config.get(CHECKPOINT_FILE_MANAGER) == (LOCAL_CHECKPOINT_FILE_MANAGER if local else None)
