@@ -31,8 +31,8 @@ JVM_NATIVE_CAPS = (
 )
 # HotSpot never JIT-compiles a method of more than 8,000 bytes of bytecode, and the code Spark
 # generates for the record checks (app/processing/transform.py) is larger: without this the parse
-# runs interpreted, 3-5 times slower (measured: 100,000 records in 27.7 s -> 5.8 s on the first
-# batch, 2.8-4.0 s -> 1.7-1.9 s after).
+# runs interpreted (measured on 100,000 records: 27.7 s -> 5.8 s on the first batch, nearly 5 times
+# faster; 2.8-4.0 s -> 1.7-1.9 s after, about twice).
 JIT_HUGE_METHODS = "-XX:-DontCompileHugeMethods"
 # glibc gives each thread that allocates its own malloc arena (64 MiB of address space each, much of
 # it resident after a burst); the JVM's many threads and the Python workers need no more than two.
