@@ -15,7 +15,6 @@ from pathlib import Path
 from app.common.schema import Trade, WindowStats
 from app.common.settings import Settings
 from app.common.topics import ensure_topics
-from app.core.windows import WINDOW_MS, window_start
 from app.dashboard.feed import FeedState, WindowFeed
 from app.localkafka.broker import LocalCluster
 from tests.faults import dataset
@@ -77,7 +76,7 @@ class ClusterFacts:
 
 def shared_run(bootstrap: str, work: Path, logs: Path) -> Shared:
     """The data a run feeds: windows old enough to close as soon as the closer comes."""
-    first_window = window_start(int(time.time() * 1000)) - (SIZE.windows + 3) * WINDOW_MS
+    first_window = dataset.first_window_of_run(SIZE.windows, int(time.time() * 1000))
     data = dataset.build(SEED, SIZE.per_symbol, SIZE.windows, first_window)
     return Shared(bootstrap, data, SIZE, work, logs)
 

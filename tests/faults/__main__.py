@@ -14,7 +14,6 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from app.core.windows import WINDOW_MS, window_start
 from app.localkafka.broker import LocalBroker
 from tests.faults import dataset, report
 from tests.faults.cases import CASE_NAMES, CASES, SIZES, Case
@@ -48,8 +47,7 @@ def main(argv: list[str] | None = None) -> int:
 
     load_before = os.getloadavg()
     started = time.monotonic()
-    # Old enough that every window of the data closes as soon as the closer passes the watermark.
-    first_window = window_start(int(time.time() * 1000)) - (size.windows + 3) * WINDOW_MS
+    first_window = dataset.first_window_of_run(size.windows, int(time.time() * 1000))
     data = dataset.build(SEED, size.per_symbol, size.windows, first_window)
     results = args.results
     results.mkdir(parents=True, exist_ok=True)

@@ -9,7 +9,7 @@ import random
 from dataclasses import dataclass
 from typing import Any
 
-from app.core.windows import WINDOW_MS
+from app.core.windows import WINDOW_MS, window_start
 from tests.support.trades import closer, shuffled_trades
 
 SYMBOLS = ("BTCUSDT", "ETHUSDT")
@@ -30,10 +30,28 @@ class Dataset:
         return [rows[i : i + size] for i in range(0, len(rows), size)]
 
 
+def burst_watermark_minutes(windows: int) -> int:
+    """The id_gap case's watermark: longer than all the trades together.
+
+    The data is dated minutes back, so a burst appended now is older than the producer's earlier
+    polls. A real exchange never does that, and the producer's event-time hold relies on it: a trade
+    it has not seen yet is newer than its last request. One symbol's burst (minutes of event time)
+    could then reach the job before the other's and make those trades late; with this watermark no
+    trade can be."""
+    return windows + 1
+
+
+def first_window_of_run(windows: int, now_ms: int) -> int:
+    """The data's first window: old enough that the closers, past every case's watermark, are
+    already in the past (the producer holds back trades dated ahead of the clock)."""
+    return window_start(now_ms) - (windows + burst_watermark_minutes(windows) + 3) * WINDOW_MS
+
+
 def build(seed: int, per_symbol: int, windows: int, first_window_ms: int) -> Dataset:
     rng = random.Random(seed)
     trades = {s: shuffled_trades(per_symbol, windows, first_window_ms, rng, MAX_SHUFFLE_MS) for s in SYMBOLS}
-    closing_ms = first_window_ms + (windows + 1) * WINDOW_MS + 30_000
+    # Past every watermark a case runs with, the 10 s default and the id_gap case's.
+    closing_ms = first_window_ms + (windows + burst_watermark_minutes(windows)) * WINDOW_MS + 30_000
     return Dataset(first_window_ms, windows, trades, {s: closer(closing_ms) for s in SYMBOLS})
 
 

@@ -34,7 +34,7 @@ from app.common.settings import Settings
 from app.localkafka.broker import LocalBroker
 from tests.faults import checks
 from tests.faults.cases import Case, Size
-from tests.faults.dataset import BAD_RECORDS, SYMBOLS, Dataset
+from tests.faults.dataset import BAD_RECORDS, SYMBOLS, Dataset, burst_watermark_minutes
 from tests.faults.supervisor import Supervised
 from tests.producer.kafka_helpers import end_offset_total
 from tests.support import conservation
@@ -180,6 +180,9 @@ class CaseRun:
             TELEMETRY_WEIGHT_BUDGET_PER_MINUTE=str(WEIGHT_BUDGET),
             TELEMETRY_HTTP_TIMEOUT_S=str(HTTP_TIMEOUT_S),
         )
+        if self.case.name == "id_gap":
+            watermark = burst_watermark_minutes(self.size.windows)
+            env["TELEMETRY_WATERMARK_DELAY"] = f"{watermark} minutes"
         self.exchange = FakeExchange(symbols=SYMBOLS, initial_trades=0, weight_limit=WEIGHT_BUDGET)
         self.exchange.start()
         stack.callback(self.exchange.stop)
@@ -458,7 +461,9 @@ class CaseRun:
         obs.evidence = self._evidence([m for m in metrics if m is not None], len(letters))
         obs.evidence.late_trades = obs.conservation.late
         obs.evidence.duplicates = obs.conservation.duplicates
-        obs.evidence.late_risk = checks.late_risk((t.trade_time, t.ingest_time) for t in trades)
+        obs.evidence.late_risk = checks.late_risk(
+            ((t.trade_time, t.ingest_time) for t in trades), watermark_ms=s.watermark_delay.ms
+        )
         (self.logs / "observation.json").write_text(
             json.dumps(
                 {

@@ -9,7 +9,7 @@ from app.common.schema import DeadLetter, ProducerMetric, WindowStats, metric_fr
 from app.producer.metrics import ProducerMetrics
 from tests.faults import checks
 from tests.faults.cases import CASE_NAMES, SIZES
-from tests.faults.dataset import BAD_RECORDS, SYMBOLS, build
+from tests.faults.dataset import BAD_RECORDS, SYMBOLS, build, burst_watermark_minutes, first_window_of_run
 from tests.support.conservation import Conservation
 from tests.support.pipeline import expected_windows
 
@@ -112,6 +112,17 @@ def test_the_data_set_is_deterministic_and_closes_every_window() -> None:
         last_end = size.windows * 60_000
         assert first.closers[symbol]["time"] - 10_000 > last_end  # past the watermark
         assert max(t["time"] for t in trades) < last_end
+
+
+def test_the_closers_pass_every_cases_watermark_and_are_already_past() -> None:
+    now_ms = 1_796_180_000_123
+    for size in SIZES.values():
+        data = build(11, size.per_symbol, size.windows, first_window_of_run(size.windows, now_ms))
+        last_end = data.first_window_ms + size.windows * 60_000
+        for symbol in SYMBOLS:
+            closing = data.closers[symbol]["time"]
+            assert closing - burst_watermark_minutes(size.windows) * 60_000 > last_end
+            assert closing <= now_ms  # the producer would hold a trade dated ahead of its clock
 
 
 def test_the_sizes_leave_a_burst_larger_than_one_page_after_the_fault() -> None:
