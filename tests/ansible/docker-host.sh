@@ -109,8 +109,13 @@ import_rootfs() {
 }
 
 build_kafka_image() {
-    local archive="$cache/kafka-${kafka_version}-image.tar"
-    if ! docker image inspect "$kafka_image" >/dev/null 2>&1; then
+    local archive="$cache/kafka-${kafka_version}-image.tar" context built
+    # Rebuilt when tests/ansible/images/kafka changes: the image is labelled with its files' hash.
+    context=$(cd "$repo/tests/ansible/images/kafka" && find . -type f -print0 | sort -z \
+        | xargs -0 sha256sum | sha256sum | cut -c1-16)
+    built=$(docker image inspect -f '{{ index .Config.Labels "telemetry.context" }}' "$kafka_image" 2>/dev/null) \
+        || built=""
+    if [[ "$built" != "$context" ]]; then
         log "building $kafka_image from the Maven Central jars"
         local ctx="$run/kafka-image"
         cp -r "$repo/tests/ansible/images/kafka" "$ctx"
@@ -121,7 +126,8 @@ build_kafka_image() {
         rm -f "$ctx"/jars/slf4j-api-1.*.jar
         mvn --batch-mode --quiet dependency:copy -Dartifact=org.slf4j:slf4j-api:2.0.16 \
             -DoutputDirectory="$ctx/jars"
-        docker build -q --network host --build-arg "BASE_IMAGE=$rootfs_image" -t "$kafka_image" "$ctx" >/dev/null
+        docker build -q --network host --build-arg "BASE_IMAGE=$rootfs_image" \
+            --label "telemetry.context=$context" -t "$kafka_image" "$ctx" >/dev/null
         rm -f "$archive"
     fi
     if [[ ! -s "$archive" ]]; then
