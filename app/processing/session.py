@@ -92,6 +92,11 @@ def session_config(settings: Settings) -> dict[str, str]:
         # memory is outside the JVM heap and would otherwise grow with each state store instance.
         "spark.sql.streaming.stateStore.rocksdb.boundedMemoryUsage": "true",
         "spark.sql.streaming.stateStore.rocksdb.maxMemoryUsageMB": "64",
+        # Each commit writes the batch's changes instead of a whole RocksDB snapshot (snapshots move
+        # to a background task every few batches). Measured at 300 trades/s, 500 ms trigger: state
+        # commit p50 142 -> 5 ms; with one shuffle partition (settings.py), batch p50 508 -> 348 ms
+        # and the job's CPU 68 -> 57 s in 43 s. Spark allows turning it on for an existing checkpoint.
+        "spark.sql.streaming.stateStore.rocksdb.changelogCheckpointing.enabled": "true",
         "spark.sql.streaming.metricsEnabled": "false",
         **checkpoint_writer(settings.checkpoint_dir),
     }

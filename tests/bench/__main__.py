@@ -101,8 +101,8 @@ def main(argv: list[str] | None = None) -> int:
                 # The same stack (dashboard and browser too), so the two runs compare like for like.
                 slower_sampler = RssSampler()
                 slower = _attempt(
-                    results, "latency_trigger_1s_poll_1s", run_live, broker, work / "live-slower", size,
-                    "trigger_1s_poll_1s", SLOWER_LATENCY, slower_sampler, browser,
+                    results, "latency_poll_1s", run_live, broker, work / "live-slower", size,
+                    "poll_1s", SLOWER_LATENCY, slower_sampler, browser,
                 )  # fmt: skip
                 if slower:
                     slower["memory"] = slower_sampler.report()

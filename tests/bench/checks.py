@@ -119,6 +119,9 @@ def figures(results: Mapping[str, Any]) -> list[Figure]:
                         and p99 <= TARGETS["latency_p99_ms"],
                     )
                 )
+    for variant, run in results.get("latency", {}).items():
+        if "keeping_up" in run:
+            rows.append(_keeping_up_row(variant, run))
     for variant, run in results.get("replay", {}).get("variants", {}).items():
         rate = run.get("trades_per_s")
         ratio = run.get("ratio_vs_default")
@@ -181,6 +184,19 @@ def figures(results: Mapping[str, Any]) -> list[Figure]:
             )
         )
     return rows
+
+
+def _keeping_up_row(variant: str, run: Mapping[str, Any]) -> Figure:
+    keeping_up = run["keeping_up"]
+    duration = keeping_up["duration_ms"]
+    return Figure(
+        f"micro-batches longer than the {keeping_up['trigger_ms']:,} ms trigger, "
+        f"latency {variant} live phase",
+        f"{keeping_up['over_trigger']} of {keeping_up['batches']} (p50 {_ms(duration['p50'])}, "
+        f"p95 {_ms(duration['p95'])}, max {_ms(duration['max'])})",
+        "none",
+        keeping_up["batches"] > 0 and keeping_up["over_trigger"] == 0,
+    )
 
 
 def _reference_rows(replay: Mapping[str, Any]) -> list[Figure]:

@@ -21,6 +21,7 @@ from app.common.schema import Trade, now_ms
 from app.common.settings import Settings
 from app.core.windows import WINDOW_MS, window_start
 from app.localkafka.broker import LocalBroker
+from app.processing.job import QUERY_NAME
 from tests.bench import stats, topics
 from tests.bench.memory import SPARK_JOB, RssSampler
 from tests.bench.sizes import Size
@@ -127,7 +128,9 @@ def run_live(
                 wait_for(lambda: aggregates_size() > 0, 180, "the first aggregate row", processes)
             finally:
                 aggregates_size.close()
+            live_from = now_ms()
             feed(exchange, walk, fed, "live", size.live_rate, size.live_s, processes, symbols)
+            live_to = now_ms()
             feed(exchange, walk, fed, "burst", size.burst_rate, size.burst_s, processes, symbols)
             # The burst's tail at the live rate, not measured: the market does not stop after a burst.
             feed(exchange, walk, fed, "after_burst", size.live_rate, 5, processes, symbols)
@@ -172,6 +175,12 @@ def run_live(
                 if process is not (dashboard.server if dashboard else None):
                     process.stop()
 
+    # The micro-batches that started while the steady live rate was fed.
+    batch_ms = [
+        m.batch_duration_ms
+        for m in topics.spark_metrics(bootstrap, settings.metrics_topic)
+        if m.query == QUERY_NAME and m.batch_duration_ms is not None and live_from <= m.time < live_to
+    ]
     raw = topics.raw_trades(bootstrap, settings.raw_topic)
     continuity = _continuity(raw, served_ids)
     rows, finals = topics.aggregates(bootstrap, settings.aggregates_topic)
@@ -201,6 +210,7 @@ def run_live(
         "fed": fed.by_phase,
         "latency_ms": {p: {m: stats.summarize(v) for m, v in ms.items()} for p, ms in latencies.items()},
         "trades_without_row": len(measured) - len(row_time),
+        "keeping_up": stats.keeping_up(batch_ms, settings.trigger_interval.ms),
         "continuity": continuity,
         "exactness": stats.compare_windows(expected, finals),
         "weight": weight,

@@ -40,6 +40,17 @@ def summarize(values: Sequence[float]) -> dict[str, float | int | None]:
     }
 
 
+def keeping_up(batch_ms: Sequence[int], trigger_ms: int) -> dict[str, Any]:
+    """Whether the job's micro-batches fit in its trigger interval: a longer one is a batch Spark
+    logs as "falling behind", and the next one starts late."""
+    return {
+        "trigger_ms": trigger_ms,
+        "batches": len(batch_ms),
+        "over_trigger": sum(1 for ms in batch_ms if ms > trigger_ms),
+        "duration_ms": summarize(batch_ms),
+    }
+
+
 @dataclass(frozen=True, slots=True)
 class RowSeen:
     """One aggregates record: its window, the highest trade id it includes, when Kafka got it."""

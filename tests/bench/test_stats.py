@@ -158,3 +158,18 @@ def test_memory_over_its_cap_fails_the_full_size_only() -> None:
     ]
     peaks[SPARK_JOB] = int(1.4 * checks.GIB)
     assert not checks.correctness_failures(results | {"size": "full"})
+
+
+def test_a_batch_longer_than_the_trigger_is_not_keeping_up() -> None:
+    fits = stats.keeping_up([120, 480, 500], 500)
+    assert (fits["batches"], fits["over_trigger"], fits["duration_ms"]["max"]) == (3, 0, 500)
+    assert stats.keeping_up([120, 501, 900], 500)["over_trigger"] == 2
+
+    def row(batch_ms: list[int]) -> checks.Figure:
+        run = {"variant": "default", "latency_ms": {}, "keeping_up": stats.keeping_up(batch_ms, 500)}
+        (figure,) = [f for f in checks.figures({"latency": {"default": run}}) if "trigger" in f.name]
+        return figure
+
+    assert row([120, 501]).met is False and row([120, 501]).value.startswith("1 of 2")
+    assert row([120, 480]).met is True
+    assert row([]).met is False  # no batch measured is no evidence of keeping up

@@ -6,7 +6,9 @@ and an exact reference for closed windows that shares no code with app.core."""
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import os
+import platform
 import signal
 import subprocess
 import sys
@@ -158,11 +160,30 @@ def stop_group(popen: subprocess.Popen[bytes], timeout_s: float) -> None:
 
 
 def tree_rss_bytes(root: int) -> int:
-    """Resident memory of a process and every descendant (0 once they have exited)."""
-    return sum(_rss(pid) for pid in _descendants(root))
+    """Resident memory of a process and every descendant (0 once they have exited), each address
+    space counted once. The JVM starts a command (Hadoop's `chmod` of each checkpoint file) with
+    vfork: until it execs, the child shares the JVM's memory and reports all of it as its own, which
+    read as the job's memory doubling for an instant (measured: 2.07 GiB for a 0.72 GiB JVM)."""
+    parent_of = _descendants_with_parents(root)
+    return sum(
+        _rss(pid) for pid, parent in parent_of.items() if parent is None or not _same_memory(pid, parent)
+    )
 
 
-def _descendants(root: int) -> list[int]:
+# kcmp(2) says whether two processes share one address space; its number differs per architecture.
+_SYS_KCMP = {"x86_64": 312, "aarch64": 272}.get(platform.machine())
+_KCMP_VM = 1
+_libc = ctypes.CDLL(None, use_errno=True)
+
+
+def _same_memory(pid: int, other: int) -> bool:
+    if _SYS_KCMP is None:
+        return False
+    return int(_libc.syscall(_SYS_KCMP, pid, other, _KCMP_VM, 0, 0)) == 0
+
+
+def _descendants_with_parents(root: int) -> dict[int, int | None]:
+    """`root` and every descendant, each with its parent (None for `root`)."""
     children: dict[int, list[int]] = {}
     for entry in os.listdir("/proc"):
         if not entry.isdigit():
@@ -174,11 +195,13 @@ def _descendants(root: int) -> list[int]:
         except (OSError, IndexError, ValueError):
             continue
         children.setdefault(parent, []).append(int(entry))
-    found, todo = [], [root]
+    found: dict[int, int | None] = {root: None}
+    todo = [root]
     while todo:
         pid = todo.pop()
-        found.append(pid)
-        todo.extend(children.get(pid, []))
+        for child in children.get(pid, []):
+            found[child] = pid
+            todo.append(child)
     return found
 
 
