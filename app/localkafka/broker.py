@@ -26,20 +26,24 @@ _LOG4J2_YAML = """\
 Configuration:
   Appenders:
     Console:
-      name: STDOUT
+      name: CONSOLE
+      target: SYSTEM_OUT
       PatternLayout:
         pattern: "[%d] %p %m (%c)%n"
   Loggers:
     Root:
       level: WARN
       AppenderRef:
-        - ref: STDOUT
+        - ref: CONSOLE
     Logger:
       - name: kafka.server.KafkaServer
         level: INFO
       - name: kafka.server.BrokerServer
         level: INFO
 """
+# Kafka's tools log to stderr, as upstream's tools-log4j2.yaml has them: a warning on stdout (a node
+# just killed cannot be reached) would come before the table a caller parses.
+_TOOLS_LOG4J2_YAML = _LOG4J2_YAML.replace("target: SYSTEM_OUT", "target: SYSTEM_ERR")
 
 
 # Only the quick JIT tier (C1): a Kafka JVM then starts on half the CPU time (a 3-node cluster in
@@ -193,22 +197,23 @@ class LocalBroker:
         # It holds the inter-broker password when TLS is on.
         self._config_path.chmod(0o600)
         (self.data_dir / "log4j2.yaml").write_text(_LOG4J2_YAML)
+        (self.data_dir / "tools-log4j2.yaml").write_text(_TOOLS_LOG4J2_YAML)
 
     def _java(self, main_class: str, *args: str) -> list[str]:
         """The broker's own command line."""
         options = (f"-Xmx{self.heap}", f"-Xms{self.heap}", "-XX:+UseG1GC", *self.jvm_options)
-        return self._jvm(options, main_class, *args)
+        return self._jvm(options, "log4j2.yaml", main_class, *args)
 
     def tool(self, main_class: str, *args: str) -> list[str]:
         """The command line of one of Kafka's tools, run with this node's jars and logging."""
-        return self._jvm(_TOOL_JVM, main_class, *args)
+        return self._jvm(_TOOL_JVM, "tools-log4j2.yaml", main_class, *args)
 
-    def _jvm(self, options: Sequence[str], main_class: str, *args: str) -> list[str]:
+    def _jvm(self, options: Sequence[str], log_config: str, main_class: str, *args: str) -> list[str]:
         return [
             "java",
             *options,
             "-Djava.awt.headless=true",
-            f"-Dlog4j2.configurationFile={self.data_dir / 'log4j2.yaml'}",
+            f"-Dlog4j2.configurationFile={self.data_dir / log_config}",
             "-cp",
             self._classpath(),
             main_class,
