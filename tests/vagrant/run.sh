@@ -44,6 +44,10 @@ stop_daemons() {
 }
 
 export VAGRANT_CHECKPOINT_DISABLE=1
+# Debian's Vagrant is older than the users' 2.4.2 minimum, which VirtualBox 7.1 needs and this
+# libvirt run does not. Set before the first vagrant command: every one of them (box add, destroy)
+# reads the Vagrantfile and stops at its version requirement.
+export TELEMETRY_VM_VAGRANT_REQUIREMENT=">= 2.3.4"
 export VAGRANT_HOME="$cache/home"
 export VAGRANT_DEFAULT_PROVIDER=libvirt
 export LIBVIRT_DEFAULT_URI=qemu:///system
@@ -119,10 +123,8 @@ kafka_image=$(cat "$cache/box/kafka-image")
 # the seed's sizes stay the defaults and are checked by the fast tests above. Two vCPUs: with one,
 # the broker was starved of CPU under emulation and never became healthy in 30 minutes.
 export TELEMETRY_VM_BOX="$box_name"
-# A box added from a file has version 0; Debian's Vagrant is older than the users' 2.4.2 minimum,
-# which VirtualBox 7.1 needs and this libvirt run does not.
+# A box added from a file has version 0.
 export TELEMETRY_VM_BOX_VERSION=0
-export TELEMETRY_VM_VAGRANT_REQUIREMENT=">= 2.3.4"
 export TELEMETRY_VM_MEMORY_MB=${TELEMETRY_VM_MEMORY_MB:-4096}
 export TELEMETRY_VM_CPUS=${TELEMETRY_VM_CPUS:-2}
 export TELEMETRY_VM_DATA_DISK_GB=${TELEMETRY_VM_DATA_DISK_GB:-2}
