@@ -86,6 +86,8 @@ CORPUS: list[tuple[str, bytes | None]] = [
     ("escaped NUL in a string", _with(price="\x00")),
     ("truncated", _with()[:-5]),
     ("array", b"[1, 2, 3]"),
+    ("array of objects", b'[{"a": 1}]'),
+    ("array after whitespace", b" \t\r\n[1]"),
     ("number", b"1"),
     ("string", b'"trade"'),
     ("null", b"null"),
