@@ -22,7 +22,7 @@ help:
 	@echo "make cluster-bench leader loss on a 3-node Kafka cluster, 3 runs: producer stall, job recovery"
 	@echo "make molecule      verify the Ansible roles on local systemd containers"
 	@echo "make molecule-cluster  three Kafka nodes and a pipeline host in containers (not in CI)"
-	@echo "make vagrant-test  vagrant up/verify/destroy through vagrant-libvirt (55-65 min under emulation)"
+	@echo "make vagrant-test  vagrant up/verify/destroy through vagrant-libvirt (30-60 min under emulation)"
 	@echo "make vagrant-docker-test  the Vagrantfile's provisioning chain on Vagrant's docker provider (minutes)"
 
 install: venv jars
