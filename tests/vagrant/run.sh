@@ -55,8 +55,11 @@ export LIBVIRT_DEFAULT_URI=qemu:///system
 # What the guest knew when something failed: the services' journals and the broker container.
 guest_diagnostics() {
     local units="kafka telemetry-producer telemetry-processing telemetry-dashboard"
+    # SIGQUIT makes the job's JVM print every thread's stack to its stdout, the journal: the guest
+    # has a JRE, without jcmd or jstack. The brackets keep pkill off this very command line.
     timeout 300 vagrant ssh -c "sudo systemctl --no-pager --failed; sudo docker ps -a;
-        sudo docker logs --tail 200 kafka 2>&1; for u in $units; do sudo journalctl -u \$u --no-pager -n 150; done" \
+        sudo pkill -QUIT -f 'deploy[.]SparkSubmit' && sleep 5;
+        sudo docker logs --tail 200 kafka 2>&1; for u in $units; do sudo journalctl -u \$u --no-pager -n 1000; done" \
         >"$results/guest-diagnostics.log" 2>&1 || true
     echo "guest diagnostics: $results/guest-diagnostics.log" >&2
 }
