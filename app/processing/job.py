@@ -29,6 +29,10 @@ from app.processing.processor import OUTPUT_SCHEMA, LedgerProcessor
 log = logging.getLogger(__name__)
 
 QUERY_NAME = "ledger"
+# A large batch (a replay, a catch-up) is read by tasks of at most this many records rather than one
+# task per Kafka partition: the producer keys records by symbol, so partitions fill unevenly, and
+# with one task each, one core parsed twice the records of the other while the second waited.
+READ_TASK_RECORDS = 25_000
 
 
 def kafka_source(spark: SparkSession, settings: Settings) -> DataFrame:
@@ -37,6 +41,7 @@ def kafka_source(spark: SparkSession, settings: Settings) -> DataFrame:
         .options(**spark_kafka_options(settings))
         .option("subscribe", settings.raw_topic)
         .option("startingOffsets", settings.starting_offsets)
+        .option("maxRecordsPerPartition", str(READ_TASK_RECORDS))
     )
     if settings.max_offsets_per_trigger > 0:
         reader = reader.option("maxOffsetsPerTrigger", str(settings.max_offsets_per_trigger))

@@ -15,7 +15,8 @@ Amounts are integers of 10^-8 (prices, quantities, VWAP) and 10^-16 (price x qua
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import operator
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, fields
 from decimal import Decimal
 
@@ -96,6 +97,38 @@ class OpenWindow:
             fingerprints={record.trade_id: record.fingerprint},
         )
 
+    @classmethod
+    def of_trades(
+        cls,
+        start: int,
+        trade_ids: list[int],
+        trade_times: list[int],
+        prices: list[int],
+        qtys: list[int],
+        fingerprints: list[int],
+    ) -> OpenWindow:
+        """The window of distinct trades (no id twice) given as columns: what `first` and then `add`
+        of each one make, in one pass per column."""
+        at = list(zip(trade_times, trade_ids, strict=True))
+        opening = min(range(len(at)), key=at.__getitem__)
+        closing = max(range(len(at)), key=at.__getitem__)
+        return cls(
+            window_start=start,
+            open_at=at[opening],
+            open_units=prices[opening],
+            close_at=at[closing],
+            close_units=prices[closing],
+            high_units=max(prices),
+            low_units=min(prices),
+            base_units=sum(qtys),
+            notional_units=sum(map(operator.mul, prices, qtys)),
+            trade_count=len(at),
+            first_trade_id=min(trade_ids),
+            last_trade_id=max(trade_ids),
+            last_trade_time=max(trade_times),
+            fingerprints=dict(zip(trade_ids, fingerprints, strict=True)),
+        )
+
     def add(self, record: Record) -> None:
         at = (record.trade_time, record.trade_id)
         price = record.price_units
@@ -112,6 +145,22 @@ class OpenWindow:
         self.last_trade_id = max(self.last_trade_id, record.trade_id)
         self.last_trade_time = max(self.last_trade_time, record.trade_time)
         self.fingerprints[record.trade_id] = record.fingerprint
+
+    def merge(self, other: OpenWindow) -> None:
+        """Add `other`'s trades, none of whose ids this window holds (as `add` one by one would)."""
+        if other.open_at < self.open_at:
+            self.open_at, self.open_units = other.open_at, other.open_units
+        if other.close_at > self.close_at:
+            self.close_at, self.close_units = other.close_at, other.close_units
+        self.high_units = max(self.high_units, other.high_units)
+        self.low_units = min(self.low_units, other.low_units)
+        self.base_units += other.base_units
+        self.notional_units += other.notional_units
+        self.trade_count += other.trade_count
+        self.first_trade_id = min(self.first_trade_id, other.first_trade_id)
+        self.last_trade_id = max(self.last_trade_id, other.last_trade_id)
+        self.last_trade_time = max(self.last_trade_time, other.last_trade_time)
+        self.fingerprints.update(other.fingerprints)
 
     @property
     def window_end(self) -> int:
@@ -180,6 +229,34 @@ class BatchOutcome:
     dead: list[DeadRecord] = field(default_factory=list)
 
 
+@dataclass(frozen=True, slots=True)
+class Slice:
+    """Some of one symbol's records of a batch, in raw-topic order.
+
+    When all of them are valid trades of one window, `summary` is that window as routing them alone
+    would build it (first deliveries only) and `duplicates` counts their repeated deliveries, so
+    the ledger can add them without touching each record (`records` loads them when it must)."""
+
+    records: Callable[[], Iterable[Record]]
+    summary: OpenWindow | None = None
+    duplicates: int = 0
+
+
+# Below every window's end: a summary never finds a trade late.
+_NO_WATERMARK = -(2**63)
+
+
+def summarize(symbol: str, records: list[Record]) -> tuple[OpenWindow | None, int]:
+    """A `Slice`'s summary and duplicate count: the window that `records` alone make, when they are
+    all valid trades of one window with no conflicting delivery; else (None, 0)."""
+    ledger = SymbolLedger(symbol)
+    outcome = ledger.ingest(records, _NO_WATERMARK, "")
+    if outcome.dead or len(ledger.windows) != 1:
+        return None, 0
+    (window,) = ledger.windows.values()
+    return window, ledger.counts.duplicates
+
+
 def conflict_reason(record: Record) -> str:
     return f"trade_id {record.trade_id} delivered again with different content (the first delivery was kept)"
 
@@ -199,41 +276,89 @@ class SymbolLedger:
         (or never opened and never will be). Late wins over duplicate: the id set of a closed window
         is gone, so a late second delivery is reported as late, with the window it missed.
         """
+        return self.ingest_slices([Slice(lambda: records)], watermark, source_topic)
+
+    def ingest_slices(self, slices: Iterable[Slice], watermark: int, source_topic: str) -> BatchOutcome:
+        """`ingest` of the slices' records, the slices taken in raw-topic order. A slice whose summary
+        holds none of its window's trade ids is added whole; the others are routed record by record,
+        so both ways give what routing every record would."""
         outcome = BatchOutcome()
         touched: dict[int, OpenWindow] = {}
-        counts = self.counts
-        for record in records:
-            counts.records += 1
-            if record.reason is not None:
-                counts.dead_letters += 1
-                outcome.dead.append(DeadRecord(record, record.reason))
-                continue
-            start = window_start(record.trade_time)
-            if start + WINDOW_MS <= watermark:
-                counts.late += 1
-                counts.late_base_units += record.qty_units
-                counts.late_notional_units += record.price_units * record.qty_units
-                outcome.late.append(self._late(record, start, watermark, source_topic))
-                continue
-            window = self.windows.get(start)
-            if window is None:
-                window = self.windows[start] = OpenWindow.first(record)
-                outcome.opened.append(window)
-            else:
-                seen = window.fingerprints.get(record.trade_id)
-                if seen == record.fingerprint:
-                    counts.duplicates += 1
-                    continue
-                if seen is not None:
-                    counts.dead_letters += 1
-                    counts.conflicts += 1
-                    outcome.dead.append(DeadRecord(record, conflict_reason(record)))
-                    continue
-                window.add(record)
-            counts.open_trades += 1
-            touched[start] = window
+        for part in slices:
+            if part.summary is None or not self._absorb(
+                part.summary, part.duplicates, watermark, outcome, touched
+            ):
+                for record in part.records():
+                    self._route(record, watermark, source_topic, outcome, touched)
         outcome.touched = sorted(touched.values(), key=lambda w: w.window_start)
         return outcome
+
+    def _absorb(
+        self,
+        summary: OpenWindow,
+        duplicates: int,
+        watermark: int,
+        outcome: BatchOutcome,
+        touched: dict[int, OpenWindow],
+    ) -> bool:
+        """Add a slice's summary to its open window; False (and no change) when its trades are late
+        or an id of it is already in the window."""
+        start = summary.window_start
+        if summary.window_end <= watermark:
+            return False
+        window = self.windows.get(start)
+        if window is None:
+            window = self.windows[start] = summary
+            outcome.opened.append(window)
+        elif window.fingerprints.keys().isdisjoint(summary.fingerprints):
+            window.merge(summary)
+        else:
+            return False
+        counts = self.counts
+        counts.records += summary.trade_count + duplicates
+        counts.duplicates += duplicates
+        counts.open_trades += summary.trade_count
+        touched[start] = window
+        return True
+
+    def _route(
+        self,
+        record: Record,
+        watermark: int,
+        source_topic: str,
+        outcome: BatchOutcome,
+        touched: dict[int, OpenWindow],
+    ) -> None:
+        counts = self.counts
+        counts.records += 1
+        if record.reason is not None:
+            counts.dead_letters += 1
+            outcome.dead.append(DeadRecord(record, record.reason))
+            return
+        start = window_start(record.trade_time)
+        if start + WINDOW_MS <= watermark:
+            counts.late += 1
+            counts.late_base_units += record.qty_units
+            counts.late_notional_units += record.price_units * record.qty_units
+            outcome.late.append(self._late(record, start, watermark, source_topic))
+            return
+        window = self.windows.get(start)
+        if window is None:
+            window = self.windows[start] = OpenWindow.first(record)
+            outcome.opened.append(window)
+        else:
+            seen = window.fingerprints.get(record.trade_id)
+            if seen == record.fingerprint:
+                counts.duplicates += 1
+                return
+            if seen is not None:
+                counts.dead_letters += 1
+                counts.conflicts += 1
+                outcome.dead.append(DeadRecord(record, conflict_reason(record)))
+                return
+            window.add(record)
+        counts.open_trades += 1
+        touched[start] = window
 
     def _late(self, record: Record, start: int, watermark: int, source_topic: str) -> LateTrade:
         return LateTrade(

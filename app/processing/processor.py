@@ -2,10 +2,11 @@
 
 Each micro-batch hands it one symbol's records (all of them: valid, invalid, duplicate, late), in
 Arrow batches. It loads that symbol's `SymbolLedger` from the state store, routes every record
-(app/processing/ledger.py), and yields Kafka rows (topic, key, value) for every destination:
-live window rows, final window rows when a window's event-time timer fires, late trades, dead
-letters and the symbol's cumulative `SparkLedger`. State is checkpointed with the query, so a
-restart resumes with the same open windows, trade ids and counts.
+(app/processing/ledger.py; a window's records at once when no trade id repeats among them), and
+yields Kafka rows (topic, key, value) for every destination: live window rows, final window rows
+when a window's event-time timer fires, late trades, dead letters and the symbol's cumulative
+`SparkLedger`. State is checkpointed with the query, so a restart resumes with the same open
+windows, trade ids and counts.
 
 State layout, per symbol: a map window_start -> the window's aggregates and its trade ids with
 their content hashes (numpy arrays as bytes), and one value with the counts. The state store is
@@ -14,6 +15,7 @@ reached over a socket, so every call is made once per window, never once per tra
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterator
 from dataclasses import fields
 from typing import Any
@@ -32,7 +34,9 @@ from app.processing.ledger import (
     Counts,
     OpenWindow,
     Record,
+    Slice,
     SymbolLedger,
+    summarize,
     units_decimal,
 )
 
@@ -72,43 +76,62 @@ def _decode_window(start: int, row: tuple[Any, ...]) -> OpenWindow:
     return OpenWindow(window_start=start, fingerprints=dict(zip(ids, hashes, strict=True)), **values)
 
 
-def records_of(batches: Iterator[pd.DataFrame]) -> list[Record]:
-    """The batch's records in raw-topic order (the shuffle does not keep it)."""
+_RECORD_COLUMNS = (
+    "partition",
+    "offset",
+    "key",
+    "value",
+    "reason",
+    "trade_id",
+    "trade_time",
+    "price_units",
+    "qty_units",
+    "fingerprint",
+)
+
+
+def slices_of(symbol: str, batches: Iterator[pd.DataFrame]) -> tuple[list[Slice], set[int]]:
+    """The batch's records of `symbol` as slices in raw-topic order (the shuffle does not keep it):
+    one per window, summarized at once from the columns when no trade id repeats in it, and one of
+    the records that break a rule. `Record`s are built only for the slices routed one by one.
+    Also the windows the slices touch."""
     frame = pd.concat(list(batches), ignore_index=True)
     frame = frame.sort_values(["partition", "offset"], kind="stable")
-    reasons = frame["reason"].tolist()
-    out: list[Record] = []
-    for part, offset, key, value, reason, trade_id, time, price, qty, fingerprint in zip(
-        frame["partition"].tolist(),
-        frame["offset"].tolist(),
-        frame["key"].tolist(),
-        frame["value"].tolist(),
-        reasons,
-        frame["trade_id"].tolist(),
-        frame["trade_time"].tolist(),
-        frame["price_units"].tolist(),
-        frame["qty_units"].tolist(),
-        frame["fingerprint"].tolist(),
-        strict=True,
-    ):
-        if isinstance(reason, str):
-            out.append(Record(part, offset, key, value, reason))
-        else:
-            out.append(
-                Record(
-                    part,
-                    offset,
-                    key,
-                    value,
-                    None,
-                    int(trade_id),
-                    int(time),
-                    int(price),
-                    int(qty),
-                    int(fingerprint),
-                )
-            )
-    return out
+    columns = {name: frame[name].tolist() for name in _RECORD_COLUMNS}
+    groups: dict[int | None, list[int]] = {}
+    for index, (reason, time) in enumerate(zip(columns["reason"], columns["trade_time"], strict=True)):
+        groups.setdefault(None if isinstance(reason, str) else window_start(int(time)), []).append(index)
+
+    def records(rows: list[int]) -> list[Record]:
+        return [_record(*(columns[name][i] for name in _RECORD_COLUMNS)) for i in rows]
+
+    def take(name: str, rows: list[int]) -> list[int]:
+        return [int(columns[name][i]) for i in rows]
+
+    def slice_of(start: int | None, rows: list[int]) -> Slice:
+        load = functools.partial(records, rows)
+        if start is None:
+            return Slice(load)
+        ids = take("trade_id", rows)
+        if len(set(ids)) < len(ids):
+            summary, duplicates = summarize(symbol, load())
+            return Slice(load, summary, duplicates)
+        trades = (take(name, rows) for name in ("trade_time", "price_units", "qty_units", "fingerprint"))
+        return Slice(load, OpenWindow.of_trades(start, ids, *trades))
+
+    ordered = sorted(groups.items(), key=lambda item: item[1][0])
+    return [slice_of(start, rows) for start, rows in ordered], {
+        start for start in groups if start is not None
+    }
+
+
+def _record(part: int, offset: int, key: bytes | None, value: str, reason: Any, *trade: Any) -> Record:
+    if isinstance(reason, str):
+        return Record(part, offset, key, value, reason)
+    trade_id, time, price, qty, fingerprint = trade
+    return Record(
+        part, offset, key, value, None, int(trade_id), int(time), int(price), int(qty), int(fingerprint)
+    )
 
 
 def dead_letter(source_topic: str, record: Record, reason: str) -> DeadLetter:
@@ -153,10 +176,9 @@ class LedgerProcessor(StatefulProcessor):
         self, key: Any, rows: Iterator[pd.DataFrame], timerValues: Any
     ) -> Iterator[pd.DataFrame]:
         symbol = key[0]
-        records = records_of(rows)
-        starts = {window_start(r.trade_time) for r in records if r.reason is None}
+        slices, starts = slices_of(symbol, rows)
         ledger = self._load(symbol, starts)
-        outcome = ledger.ingest(records, timerValues.getCurrentWatermarkInMs(), self.source_topic)
+        outcome = ledger.ingest_slices(slices, timerValues.getCurrentWatermarkInMs(), self.source_topic)
         for window in outcome.opened:
             self.handle.registerTimer(window.window_end)
         for window in outcome.touched:

@@ -2,13 +2,22 @@
 
 from __future__ import annotations
 
+import dataclasses
 import random
 from decimal import Decimal
 from fractions import Fraction
 
 from app.common.schema import Trade
 from app.core.windows import WINDOW_MS, aggregate_window
-from app.processing.ledger import Counts, Record, SymbolLedger, quotient_half_even
+from app.processing.ledger import (
+    Counts,
+    OpenWindow,
+    Record,
+    Slice,
+    SymbolLedger,
+    quotient_half_even,
+    summarize,
+)
 
 T0 = 1_767_225_600_000  # 2026-01-01T00:00:00Z, a window start
 
@@ -125,3 +134,74 @@ def test_an_invalid_record_is_a_dead_letter_with_its_reason() -> None:
     outcome = ledger.ingest([bad], watermark=0, source_topic="raw")
     assert [(d.record.offset, d.reason) for d in outcome.dead] == [(7, "not JSON")]
     assert (ledger.counts.records, ledger.counts.dead_letters) == (1, 1)
+
+
+def test_slices_route_their_records_as_routing_each_record_would() -> None:
+    """Summarized slices (valid trades of one window) are added whole unless late or sharing a trade
+    id with the open window; both ways must give the same windows, counts, late and dead records."""
+    rng = random.Random(11)
+    stream: list[Record] = []
+    for offset in range(3000):
+        roll = rng.random()
+        if roll < 0.1 and stream:  # a repeated delivery of an earlier trade, same content
+            stream.append(dataclasses.replace(rng.choice(stream), offset=offset))
+        elif roll < 0.12 and stream:  # a conflicting one
+            earlier = rng.choice(stream)
+            stream.append(dataclasses.replace(earlier, offset=offset, fingerprint=earlier.fingerprint + 1))
+        elif roll < 0.14:
+            stream.append(Record(partition=0, offset=offset, key=None, value="x", reason="not JSON"))
+        else:
+            at = T0 + rng.randrange(6 * WINDOW_MS)
+            stream.append(record(offset, offset, at, f"{rng.randrange(1, 10**5)}.5", "0.25"))
+    by_record, by_slice = SymbolLedger("BTCUSDT"), SymbolLedger("BTCUSDT")
+    outcomes: list[list[object]] = [[], []]
+    for batch, watermark in (
+        (stream[:1000], 0),
+        (stream[1000:2000], T0 + 2 * WINDOW_MS),
+        (stream[2000:], T0 + 3 * WINDOW_MS),
+    ):
+        slices = []
+        for chunk_at in range(0, len(batch), 97):  # runs as the parsing tasks' Arrow batches cut them
+            groups: dict[int | None, list[Record]] = {}
+            for r in batch[chunk_at : chunk_at + 97]:
+                groups.setdefault(None if r.reason else r.trade_time // WINDOW_MS, []).append(r)
+            for members in groups.values():
+                summary, duplicates = summarize("BTCUSDT", members)
+                slices.append(Slice(lambda members=members: members, summary, duplicates))
+        slices.sort(key=lambda part: next(iter(part.records())).offset)
+        for ledger, outcome, got in (
+            (by_record, by_record.ingest(batch, watermark, "raw"), outcomes[0]),
+            (by_slice, by_slice.ingest_slices(slices, watermark, "raw"), outcomes[1]),
+        ):
+            got.append([w.stats("BTCUSDT", is_final=False) for w in outcome.touched])
+            got.append(sorted((t.offset, t.to_json()) for t in outcome.late))
+            got.append(sorted((d.record.offset, d.reason) for d in outcome.dead))
+            got.append(
+                [ledger.finalize(start) for start in sorted(ledger.windows) if start + WINDOW_MS <= watermark]
+            )
+            got.append(ledger.counts.as_tuple())
+    assert outcomes[0] == outcomes[1]
+    assert by_record.counts.duplicates > 0 and by_record.counts.conflicts > 0 and by_record.counts.late > 0
+    assert conserved(by_slice.counts)
+
+
+def test_a_window_made_at_once_from_columns_equals_one_made_trade_by_trade() -> None:
+    rng = random.Random(5)
+    for size in (1, 2, 7, 400):
+        times = [T0 + rng.randrange(5) for _ in range(size)]  # equal times: the trade id decides
+        trades = [
+            record(i, 1000 + rng.randrange(10**6) * 10 + i % 10, t, f"{rng.randrange(1, 99)}.5", "0.3")
+            for i, t in enumerate(times)
+        ]
+        trades = list({r.trade_id: r for r in trades}.values())
+        one_by_one = OpenWindow.first(trades[0])
+        for r in trades[1:]:
+            one_by_one.add(r)
+        at_once = OpenWindow.of_trades(
+            T0,
+            *(
+                [getattr(r, name) for r in trades]
+                for name in ("trade_id", "trade_time", "price_units", "qty_units", "fingerprint")
+            ),
+        )
+        assert at_once == one_by_one

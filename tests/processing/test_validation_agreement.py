@@ -156,7 +156,8 @@ def spark_rows(spark: SparkSession) -> tuple[dict[int, str | None], dict[int, by
     parsed = transform.parse_trades(frame).cache()
     reasons = {r.offset: r.reason for r in parsed.select("offset", "reason").collect()}
     # The dead letters as the job's stateful step writes them, from the rows it is handed.
-    records = processor.records_of(iter([transform.ledger_input(parsed, "0 seconds").toPandas()]))
+    slices, _ = processor.slices_of("", iter([transform.ledger_input(parsed, "0 seconds").toPandas()]))
+    records = [r for part in slices for r in part.records()]
     by_offset = {
         r.offset: processor.dead_letter("raw", r, r.reason).to_json() for r in records if r.reason is not None
     }
