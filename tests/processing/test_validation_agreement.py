@@ -9,6 +9,7 @@ import re
 from string import Formatter
 
 from pyspark.sql import SparkSession
+from pyspark.sql import functions as F
 
 from app.common.schema import (
     MAX_TRADE_TIME_MS,
@@ -23,19 +24,22 @@ from app.processing import processor, transform
 from tests.common.test_schema import GOOD
 
 _ABSENT = object()
+# json.dumps's default separators, and none (as the producer writes records): the corpus is written
+# both ways, so that its values in the producer's form also take the job's producer-form path.
+SPACED, COMPACT = (", ", ": "), (",", ":")
 
 
-def _with(**changes: object) -> bytes:
+def _with(separators: tuple[str, str] = SPACED, **changes: object) -> bytes:
     payload = {k: v for k, v in (GOOD | changes).items() if v is not _ABSENT}
-    return json.dumps(payload, ensure_ascii=False).encode()
+    return json.dumps(payload, ensure_ascii=False, separators=separators).encode()
 
 
-def _text_with(name: str, json_text: str) -> bytes:
+def _text_with(separators: tuple[str, str], name: str, json_text: str) -> bytes:
     """GOOD with one field's JSON written by hand (numbers json.dumps would not write as given)."""
-    return _with(**{name: "@@"}).replace(b'"@@"', json_text.encode())
+    return _with(separators, **{name: "@@"}).replace(b'"@@"', json_text.encode())
 
 
-def _field_confusions() -> list[tuple[str, bytes | None]]:
+def _field_confusions(separators: tuple[str, str]) -> list[tuple[str, bytes | None]]:
     cases: list[tuple[str, bytes | None]] = []
     for name in ("symbol", "trade_id", "trade_time", "is_buyer_maker", "price", "qty", "quote_qty"):
         for label, json_text in [
@@ -55,87 +59,105 @@ def _field_confusions() -> list[tuple[str, bytes | None]]:
             ("array", "[1, 2]"),
             ('""', '""'),
         ]:
-            value = _with(**{name: _ABSENT}) if json_text is None else _text_with(name, json_text)
+            value = (
+                _with(separators, **{name: _ABSENT})
+                if json_text is None
+                else _text_with(separators, name, json_text)
+            )
             cases.append((f"{name} = {label}", value))
     return cases
 
 
-# (what it is, the raw Kafka value)
-CORPUS: list[tuple[str, bytes | None]] = [
-    ("good", _with()),
-    ("good, no ingest_time", _with(ingest_time=_ABSENT)),
-    ("good, ingest_time garbage (unchecked)", _with(ingest_time="soon")),
-    ("good, unknown extra field", _with(venue="binance")),
-    ("good, leading and trailing whitespace", b" \n" + _with() + b"\t "),
-    ("good, then trailing text (parse_json reads the first value)", _with() + b"x"),
-    ("good, then a second object", _with() + b' {"a": 1}'),
-    ("good, unicode symbol", _with(symbol="BTC\u00e9\u2028")),
-    ("good, tiny decimals", _with(price="0.00000001", qty="0.00000010", quote_qty="0.00000000")),
-    # the record as a whole
-    ("tombstone", None),
-    ("empty value", b""),
-    ("only whitespace", b"  \n"),
-    ("not JSON", b"this is not json"),
-    ("invalid UTF-8", b'{"symbol": "BTC\xff\xfe"}'),
-    ("overlong UTF-8", b'{"symbol": "\xc0\xaf"}'),
-    ("UTF-8-encoded surrogate", b'{"symbol": "\xed\xa0\x80"}'),
-    ("byte order mark", b"\xef\xbb\xbf" + _with()),
-    ("NaN", _text_with("price", "NaN")),
-    ("duplicate key", _with()[:-1] + b', "trade_id": 8}'),
-    ("raw control character", _with(symbol="A\x01B").replace(b"\\u0001", b"\x01")),
-    ("escaped NUL in a string", _with(price="\x00")),
-    ("truncated", _with()[:-5]),
-    ("array", b"[1, 2, 3]"),
-    ("array of objects", b'[{"a": 1}]'),
-    ("array after whitespace", b" \t\r\n[1]"),
-    ("number", b"1"),
-    ("string", b'"trade"'),
-    ("null", b"null"),
-    ("true", b"true"),
-    # boundaries of the numeric rules
-    ("trade_id -1", _with(trade_id=-1)),
-    ("trade_id 0", _with(trade_id=0)),
-    ("trade_id at the long limit", _with(trade_id=2**63 - 1)),
-    ("trade_id past the long limit", _with(trade_id=2**63)),
-    ("trade_id far past the long limit", _with(trade_id=10**40)),
-    ("trade_time 0", _with(trade_time=0)),
-    ("trade_time 1", _with(trade_time=1)),
-    ("trade_time just below the bound", _with(trade_time=MAX_TRADE_TIME_MS - 1)),
-    ("trade_time at the bound", _with(trade_time=MAX_TRADE_TIME_MS)),
-    ("trade_time -1", _with(trade_time=-1)),
-    ("price smallest", _with(price="0.00000001")),
-    ("price zero", _with(price="0.00000000")),
-    ("price zero, no fraction", _with(price="0")),
-    ("qty zero", _with(qty="0")),
-    ("price 20 integer digits", _with(price="9" * 20, qty="0.000001")),
-    ("price 21 integer digits", _with(price="9" * 21)),
-    ("price 8 places", _with(price="1.12345678")),
-    ("price 9 places", _with(price="1.123456789")),
-    ("price -1.5", _with(price="-1.5")),
-    ("price +1.5", _with(price="+1.5")),
-    ("price .5", _with(price=".5")),
-    ("price 5.", _with(price="5.")),
-    ("price 1,5", _with(price="1,5")),
-    ("price with a space", _with(price=" 1.5")),
-    ("price with a trailing newline", _with(price="1.5\n")),
-    ("price in full-width digits", _with(price="\uff11")),
-    ("price leading zeros", _with(price="00012.5")),
-    ("notional 32 digits", _with(price="9" * 20, qty="0.00001")),
-    ("notional 33 digits", _with(price="9" * 20, qty="0.0001")),
-    ("notional too large, large qty", _with(price="99999999999999999999.5", qty="99999999999.0")),
-    # quote_qty: Binance's decimal string, checked for form only
-    ("quote_qty lots", _with(quote_qty="lots")),
-    ("quote_qty zero", _with(quote_qty="0")),
-    ("quote_qty 20 places", _with(quote_qty="1." + "1" * 20)),
-    ("quote_qty 21 places", _with(quote_qty="1." + "1" * 21)),
-    ("quote_qty 30 digits", _with(quote_qty="9" * 30)),
-    ("quote_qty 31 digits", _with(quote_qty="9" * 31)),
-    ("quote_qty negative", _with(quote_qty="-8.04")),
-    ("quote_qty exponent", _with(quote_qty="1e5")),
-    # more than one fault: the first rule in table order decides
-    ("symbol and price both bad", _with(symbol="", price="x")),
-    ("price bad and quote_qty bad", _with(price="0", quote_qty="lots")),
-    *_field_confusions(),
+def _corpus(separators: tuple[str, str]) -> list[tuple[str, bytes | None]]:
+    """(what it is, the raw Kafka value)"""
+    return [
+        ("good", _with(separators)),
+        ("good, no ingest_time", _with(separators, ingest_time=_ABSENT)),
+        ("good, ingest_time garbage (unchecked)", _with(separators, ingest_time="soon")),
+        ("good, unknown extra field", _with(separators, venue="binance")),
+        ("good, leading and trailing whitespace", b" \n" + _with(separators) + b"\t "),
+        ("good, then trailing text (parse_json reads the first value)", _with(separators) + b"x"),
+        ("good, then a second object", _with(separators) + b' {"a": 1}'),
+        ("good, unicode symbol", _with(separators, symbol="BTC\u00e9\u2028")),
+        (
+            "good, tiny decimals",
+            _with(separators, price="0.00000001", qty="0.00000010", quote_qty="0.00000000"),
+        ),
+        # the record as a whole
+        ("tombstone", None),
+        ("empty value", b""),
+        ("only whitespace", b"  \n"),
+        ("not JSON", b"this is not json"),
+        ("invalid UTF-8", b'{"symbol": "BTC\xff\xfe"}'),
+        ("overlong UTF-8", b'{"symbol": "\xc0\xaf"}'),
+        ("UTF-8-encoded surrogate", b'{"symbol": "\xed\xa0\x80"}'),
+        ("byte order mark", b"\xef\xbb\xbf" + _with(separators)),
+        ("NaN", _text_with(separators, "price", "NaN")),
+        ("duplicate key", _with(separators)[:-1] + b', "trade_id": 8}'),
+        ("raw control character", _with(separators, symbol="A\x01B").replace(b"\\u0001", b"\x01")),
+        ("escaped NUL in a string", _with(separators, price="\x00")),
+        ("truncated", _with(separators)[:-5]),
+        ("array", b"[1, 2, 3]"),
+        ("array of objects", b'[{"a": 1}]'),
+        ("array after whitespace", b" \t\r\n[1]"),
+        ("number", b"1"),
+        ("string", b'"trade"'),
+        ("null", b"null"),
+        ("true", b"true"),
+        # boundaries of the numeric rules
+        ("trade_id -1", _with(separators, trade_id=-1)),
+        ("trade_id 0", _with(separators, trade_id=0)),
+        ("trade_id at the long limit", _with(separators, trade_id=2**63 - 1)),
+        ("trade_id past the long limit", _with(separators, trade_id=2**63)),
+        ("trade_id far past the long limit", _with(separators, trade_id=10**40)),
+        ("trade_time 0", _with(separators, trade_time=0)),
+        ("trade_time 1", _with(separators, trade_time=1)),
+        ("trade_time just below the bound", _with(separators, trade_time=MAX_TRADE_TIME_MS - 1)),
+        ("trade_time at the bound", _with(separators, trade_time=MAX_TRADE_TIME_MS)),
+        ("trade_time -1", _with(separators, trade_time=-1)),
+        ("price smallest", _with(separators, price="0.00000001")),
+        ("price zero", _with(separators, price="0.00000000")),
+        ("price zero, no fraction", _with(separators, price="0")),
+        ("qty zero", _with(separators, qty="0")),
+        ("price 20 integer digits", _with(separators, price="9" * 20, qty="0.000001")),
+        ("price 21 integer digits", _with(separators, price="9" * 21)),
+        ("price 8 places", _with(separators, price="1.12345678")),
+        ("price 9 places", _with(separators, price="1.123456789")),
+        ("price -1.5", _with(separators, price="-1.5")),
+        ("price +1.5", _with(separators, price="+1.5")),
+        ("price .5", _with(separators, price=".5")),
+        ("price 5.", _with(separators, price="5.")),
+        ("price 1,5", _with(separators, price="1,5")),
+        ("price with a space", _with(separators, price=" 1.5")),
+        ("price with a trailing newline", _with(separators, price="1.5\n")),
+        ("price in full-width digits", _with(separators, price="\uff11")),
+        ("price leading zeros", _with(separators, price="00012.5")),
+        ("notional 32 digits", _with(separators, price="9" * 20, qty="0.00001")),
+        ("notional 33 digits", _with(separators, price="9" * 20, qty="0.0001")),
+        (
+            "notional too large, large qty",
+            _with(separators, price="99999999999999999999.5", qty="99999999999.0"),
+        ),
+        # quote_qty: Binance's decimal string, checked for form only
+        ("quote_qty lots", _with(separators, quote_qty="lots")),
+        ("quote_qty zero", _with(separators, quote_qty="0")),
+        ("quote_qty 20 places", _with(separators, quote_qty="1." + "1" * 20)),
+        ("quote_qty 21 places", _with(separators, quote_qty="1." + "1" * 21)),
+        ("quote_qty 30 digits", _with(separators, quote_qty="9" * 30)),
+        ("quote_qty 31 digits", _with(separators, quote_qty="9" * 31)),
+        ("quote_qty negative", _with(separators, quote_qty="-8.04")),
+        ("quote_qty exponent", _with(separators, quote_qty="1e5")),
+        # more than one fault: the first rule in table order decides
+        ("symbol and price both bad", _with(separators, symbol="", price="x")),
+        ("price bad and quote_qty bad", _with(separators, price="0", quote_qty="lots")),
+        *_field_confusions(separators),
+    ]
+
+
+CORPUS = [
+    (f"{what}{'' if separators == SPACED else ', compact'}", value)
+    for separators in (SPACED, COMPACT)
+    for what, value in _corpus(separators)
 ]
 
 
@@ -226,3 +248,16 @@ def _parse_first(value: bytes) -> str:
     text = value.decode().strip()
     document, _ = json.JSONDecoder().raw_decode(text)
     return json.dumps(document)
+
+
+def test_the_producers_records_are_read_in_its_form(spark: SparkSession) -> None:
+    """Trades as `Trade.to_json` writes them take the producer-form path (and the compact corpus
+    above tries it with every rule); the spaced corpus never does."""
+    written = [
+        _with(COMPACT),
+        Trade.from_json(_with()).to_json(),
+        Trade.from_json(_with(trade_id=0)).to_json(),
+    ]
+    frame = spark.createDataFrame([(value,) for value in [*written, _with()]], "value binary")
+    in_form = frame.select(F.col("value").cast("string").rlike(transform.PRODUCER_FORM)).collect()
+    assert [row[0] for row in in_form] == [True, True, True, False]
