@@ -35,7 +35,9 @@ $(VENV)/.installed: requirements.txt requirements-dev.txt
 	$(VENV)/bin/pip install --quiet -r requirements-dev.txt
 	touch $@
 
-jars: $(JARS)/kafka/.fetched $(JARS)/spark/.fetched
+LEDGER_JAR := $(JARS)/spark/telemetry-ledger.jar
+
+jars: $(JARS)/kafka/.fetched $(JARS)/spark/.fetched $(LEDGER_JAR)
 
 $(JARS)/kafka/.fetched: app/localkafka/pom.xml
 	rm -rf $(JARS)/kafka
@@ -52,13 +54,17 @@ $(JARS)/spark/.fetched: app/processing/pom.xml
 	    -DoutputDirectory=$(CURDIR)/$(JARS)/spark
 	touch $@
 
+# The job's stateful processor, compiled against the venv's pyspark (app/processing/java/build.sh).
+$(LEDGER_JAR): $(JARS)/spark/.fetched $(VENV)/.installed $(wildcard app/processing/java/*.sh app/processing/java/telemetry/*.java)
+	bash app/processing/java/build.sh $(PY) $@
+
 system-deps:
 	bash tests/system-deps.sh
 
 demo: install
 	$(PY) -m app.demo --source $(SOURCE)
 
-test: install system-deps
+test: system-deps install
 	$(PY) -m pytest
 
 lint: venv
@@ -68,17 +74,17 @@ lint: venv
 	$(VENV)/bin/yamllint -s ansible inventory
 	cd ansible && ../$(VENV)/bin/ansible-lint --profile production
 
-bench: install system-deps
+bench: system-deps install
 	$(PY) -m tests.bench --size $(SIZE)
 
-faults: install system-deps
+faults: system-deps install
 	$(PY) -m tests.faults --size $(SIZE)
 
 # The 3-node cluster fault cases (tests/cluster/README.md): kept out of `make test` for their 3 brokers.
-cluster-test: install system-deps
+cluster-test: system-deps install
 	$(PY) -m pytest -m cluster tests/cluster
 
-cluster-bench: install system-deps
+cluster-bench: system-deps install
 	$(PY) -m tests.cluster --runs 3
 
 molecule: install

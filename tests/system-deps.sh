@@ -5,7 +5,8 @@ need=()
 command -v chromium >/dev/null || need+=(chromium)
 # The browser test reads the chart's time-axis labels back from a screenshot.
 command -v tesseract >/dev/null || need+=(tesseract-ocr)
-command -v java >/dev/null || need+=(openjdk-17-jre-headless)
+# javac: `make jars` compiles the job's stateful processor (app/processing/java).
+command -v javac >/dev/null || need+=(openjdk-17-jdk-headless)
 command -v mvn >/dev/null || need+=(maven)
 # tests/ansible/test_unit_hardening.py scores the rendered units offline.
 command -v systemd-analyze >/dev/null || need+=(systemd)

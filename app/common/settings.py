@@ -115,10 +115,11 @@ def event_time_lead_ms(lead: Duration | None, watermark_delay: Duration) -> int:
 _SAMPLE_FILE = REPO_ROOT / "app/producer/sample/BTCUSDT-trades-sample.csv"
 _JARS_DIR = REPO_ROOT / ".cache" / "jars" / "spark"
 _WATERMARK = Duration("10 seconds", 10_000)
-# A micro-batch costs the job 350-750 ms on 2 cores however few trades it holds (planning, two
-# stages, the Python worker, the state commit), so a 500 ms trigger ran batches back to back with a
-# "falling behind" warning for most of them. At 1 s they fit (make bench: 0 of 25 batches over it at
-# 300 trades/s), for 185 ms more latency (REST source p50 1,114 -> 1,299 ms).
+# A micro-batch cost the job 350-750 ms on 2 cores however few trades it held (planning, two
+# stages, the processor when it ran in a Python worker, the state commit), so a 500 ms trigger ran
+# batches back to back with a "falling behind" warning for most of them. At 1 s they fit (make
+# bench: 0 of 25 batches over it at 300 trades/s), for 185 ms more latency (REST source p50
+# 1,114 -> 1,299 ms).
 _TRIGGER_INTERVAL = Duration("1 second", 1000)
 
 
@@ -338,11 +339,11 @@ class StreamingSettings(_Group):
     trigger_interval: Duration = setting(
         _TRIGGER_INTERVAL, help="micro-batch interval (a Spark interval)", read_by={"processing"}
     )
-    # One: each shuffle partition is a task with its own state store, Python worker and per-batch
-    # fixed cost, and a 2-core appliance has a handful of symbols (measured in session.py).
+    # One: each shuffle partition is a task with its own state store and per-batch fixed cost, and
+    # a 2-core appliance has a handful of symbols (measured in session.py).
     shuffle_partitions: int = setting(
         1,
-        help="Spark shuffle partitions: the stateful step's tasks, each with its own Python worker",
+        help="Spark shuffle partitions: the stateful step's tasks, each with its own state store",
         read_by={"processing"},
     )
     max_offsets_per_trigger: int = setting(

@@ -1,13 +1,14 @@
 """I/O of the streaming job: the Kafka source, the one query and its lifecycle.
 
 One query reads the raw topic once per micro-batch, parses and validates each record once
-(transform.py) and hands every record, grouped by symbol, to one stateful processor
-(processor.py), whose rows name their own topic: live and final window rows, late trades, dead
-letters and each symbol's ledger. Spark's built-in aggregation cannot do this in one query:
-update mode never emits a final row and append mode never shows the open window, and its
-watermark filter drops late trades without a trace. The Kafka sink is at-least-once: after a crash
-a batch may be written again with identical rows, which consumers absorb (windows upsert by key,
-late trades and dead letters are told apart by their raw partition and offset).
+(transform.py) and hands every record, grouped by symbol, to one stateful processor in the JVM
+(java/telemetry/LedgerProcessor.java), whose rows name their own topic: live and final window
+rows, late trades, dead letters and each symbol's ledger. Spark's built-in aggregation cannot
+do this in one query: update mode never emits a final row and append mode never shows the open
+window, and its watermark filter drops late trades without a trace. The Kafka sink is
+at-least-once: after a crash a batch may be written again with identical rows, which consumers
+absorb (windows upsert by key, late trades and dead letters are told apart by their raw partition
+and offset).
 """
 
 from __future__ import annotations
@@ -24,11 +25,13 @@ from app.common.kafka_security import confluent_config, spark_kafka_options
 from app.common.settings import Settings
 from app.processing import transform
 from app.processing.metrics import MetricsPublisher
-from app.processing.processor import OUTPUT_SCHEMA, LedgerProcessor
 
 log = logging.getLogger(__name__)
 
 QUERY_NAME = "ledger"
+# Spark's error class when a checkpoint's state was written by another stateful operator, as when the
+# processor moved from a Python worker (transformWithStateInPandas) to the JVM.
+_OTHER_OPERATORS_CHECKPOINT = "STREAMING_STATEFUL_OPERATOR_NOT_MATCH_IN_STATE_METADATA"
 # A large batch (a replay, a catch-up) is read by tasks of at most this many records rather than one
 # task per Kafka partition: the producer keys records by symbol, so partitions fill unevenly, and
 # with one task each, one core parsed twice the records of the other while the second waited.
@@ -54,6 +57,21 @@ def checkpoint_location(checkpoint_dir: str, query: str) -> str:
     return f"{checkpoint_dir.rstrip('/')}/{query}"
 
 
+def route(records: DataFrame, settings: Settings) -> DataFrame:
+    """`transform.ledger_input` rows through the stateful processor: rows (topic, key, value) for
+    every destination, each naming its topic."""
+    spark = records.sparkSession
+    routed = spark._jvm.telemetry.LedgerProcessor.route(  # type: ignore[union-attr]
+        records._jdf,
+        settings.raw_topic,
+        settings.aggregates_topic,
+        settings.late_trades_topic,
+        settings.dead_letter_topic,
+        settings.metrics_topic,
+    )
+    return DataFrame(routed, spark)
+
+
 @dataclass
 class StreamingJob:
     """The running queries and the metrics listener; `stop()` ends them all."""
@@ -61,6 +79,7 @@ class StreamingJob:
     spark: SparkSession
     queries: dict[str, StreamingQuery]
     publisher: MetricsPublisher
+    checkpoint_dir: str
     _stopped: threading.Event = field(default_factory=threading.Event)
 
     def await_until(self, stop: threading.Event, poll_s: float = 1.0) -> None:
@@ -69,6 +88,13 @@ class StreamingJob:
             for query in self.queries.values():
                 if not query.isActive:
                     error = query.exception()
+                    if error is not None and _OTHER_OPERATORS_CHECKPOINT in str(error):
+                        raise RuntimeError(
+                            f"query {query.name} cannot resume from {self.checkpoint_dir}: an earlier"
+                            " version of the job wrote it with another stateful step. Give the job a"
+                            " new checkpoint directory (README, Reprocessing): it re-reads the raw"
+                            f" topic and consumers replace the rows it writes again. Spark: {error}"
+                        )
                     if error is not None:
                         raise RuntimeError(f"query {query.name} failed: {error}")
                     raise RuntimeError(f"query {query.name} stopped unexpectedly")
@@ -100,19 +126,11 @@ def start_job(spark: SparkSession, settings: Settings) -> StreamingJob:
         settings.kafka_bootstrap_servers, settings.metrics_topic, confluent_config(settings)
     )
     spark.streams.addListener(publisher)
-    processor = LedgerProcessor(
-        source_topic=settings.raw_topic,
-        aggregates_topic=settings.aggregates_topic,
-        late_topic=settings.late_trades_topic,
-        dead_letter_topic=settings.dead_letter_topic,
-        metrics_topic=settings.metrics_topic,
-    )
-    records = (
+    records = route(
         transform.ledger_input(
             transform.parse_trades(kafka_source(spark, settings)), settings.watermark_delay.text
-        )
-        .groupBy("symbol")
-        .transformWithStateInPandas(processor, OUTPUT_SCHEMA, "Append", "EventTime")
+        ),
+        settings,
     )
     queries: dict[str, StreamingQuery] = {}
     try:
@@ -127,7 +145,7 @@ def start_job(spark: SparkSession, settings: Settings) -> StreamingJob:
         )
         log.info("started query %s", QUERY_NAME)
     except Exception:
-        job = StreamingJob(spark, queries, publisher)
+        job = StreamingJob(spark, queries, publisher, settings.checkpoint_dir)
         job.stop()
         raise
-    return StreamingJob(spark, queries, publisher)
+    return StreamingJob(spark, queries, publisher, settings.checkpoint_dir)

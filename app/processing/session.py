@@ -4,10 +4,7 @@
 from __future__ import annotations
 
 import os
-import shutil
 import socket
-import sys
-import tempfile
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -21,7 +18,7 @@ ROCKSDB_STATE_STORE = "org.apache.spark.sql.execution.streaming.state.RocksDBSta
 
 
 # Caps on the JVM's memory outside the heap, which grew to 2.96 GiB with a 1 s trigger: direct
-# buffers (Netty, Arrow batches to the Python workers), class metadata (generated code adds classes
+# buffers (Netty, the Kafka connector), class metadata (generated code adds classes
 # every query plan) and JIT code. Each is sized well above what the job uses, so a cap is a bound,
 # never a slowdown: a full code cache would stop the JIT compiler.
 JVM_NATIVE_CAPS = (
@@ -35,7 +32,7 @@ JVM_NATIVE_CAPS = (
 # faster; 2.8-4.0 s -> 1.7-1.9 s after, about twice).
 JIT_HUGE_METHODS = "-XX:-DontCompileHugeMethods"
 # glibc gives each thread that allocates its own malloc arena (64 MiB of address space each, much of
-# it resident after a burst); the JVM's many threads and the Python workers need no more than two.
+# it resident after a burst); the JVM's many threads need no more than two.
 MALLOC_ARENAS = "2"
 
 
@@ -57,11 +54,18 @@ def checkpoint_writer(checkpoint_dir: str) -> dict[str, str]:
     return {}
 
 
-def connector_jars(jars_dir: Path) -> list[Path]:
-    """The Kafka connector jars fetched by `make jars`; a clear error when they are missing."""
+# Built from app/processing/java by its build.sh (`make jars`, the pipeline role).
+LEDGER_JAR = "telemetry-ledger.jar"
+
+
+def job_jars(jars_dir: Path) -> list[Path]:
+    """The Kafka connector jars and the job's stateful processor, which `make jars` puts in
+    `jars_dir`; a clear error when either is missing."""
     jars = sorted(jars_dir.glob("*.jar"))
     if not any(jar.name.startswith("spark-sql-kafka") for jar in jars):
         raise FileNotFoundError(f"no Spark Kafka connector in {jars_dir}; run `make jars`")
+    if not (jars_dir / LEDGER_JAR).is_file():
+        raise FileNotFoundError(f"no {LEDGER_JAR} in {jars_dir}; run `make jars`")
     return jars
 
 
@@ -70,7 +74,7 @@ def session_config(settings: Settings) -> dict[str, str]:
     return {
         "spark.master": settings.spark_master,
         "spark.app.name": "telemetry-vwap",
-        "spark.jars": ",".join(str(jar) for jar in connector_jars(settings.spark_jars_dir)),
+        "spark.jars": ",".join(str(jar) for jar in job_jars(settings.spark_jars_dir)),
         "spark.driver.memory": settings.spark_driver_memory,
         # Loopback by default: the driver's RPC and block manager listen on no outside interface
         # unless a cluster's executors must reach them.
@@ -124,27 +128,11 @@ def check_master(master: str, timeout_s: float = 5.0) -> None:
 def build_session(settings: Settings) -> SparkSession:
     check_master(settings.spark_master)
     os.environ.setdefault("SPARK_LOCAL_IP", settings.spark_driver_bind_address)
-    # The stateful step runs in Python workers: they need this interpreter's packages (pandas,
-    # pyarrow, the app), not whatever `python3` is first on PATH.
-    os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
-    # Read by glibc at start-up: set before the JVM starts; its Python workers inherit it.
+    # Read by glibc at start-up: set before the JVM starts.
     os.environ.setdefault("MALLOC_ARENA_MAX", MALLOC_ARENAS)
     builder = SparkSession.builder
     for key, value in session_config(settings).items():
         builder = builder.config(key, value)
     spark = builder.getOrCreate()
     spark.sparkContext.setLogLevel("WARN")
-    if not settings.spark_master.startswith("local"):
-        ship_app(spark)
     return spark
-
-
-def ship_app(spark: SparkSession) -> None:
-    """Send this `app` package to the executors: the stateful step runs in their Python workers,
-    which must load the same code the driver planned with (no install on the workers to keep in
-    step)."""
-    package = Path(__file__).resolve().parents[1]
-    archive = shutil.make_archive(
-        str(Path(tempfile.mkdtemp(prefix="telemetry-app-")) / "app"), "zip", package.parent, package.name
-    )
-    spark.sparkContext.addPyFile(archive)

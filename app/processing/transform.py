@@ -5,8 +5,8 @@ them any frame with the Kafka source's columns (key, value, topic, partition, of
 
 Money stays exact. Prices and quantities arrive as decimal strings with at most 8 places; they
 are turned into integer units of 10^-8 by string surgery (no cast of a fraction, no rounding) and
-handed to the stateful step (app/processing/ledger.py) as decimal text, which sums them as
-Python integers.
+handed to the stateful step (app/processing/java/telemetry/LedgerProcessor.java) as decimal
+text, which sums them as exact integers (Java's BigInteger).
 """
 
 from __future__ import annotations

@@ -1,13 +1,13 @@
 """Resident memory of the stack's processes, sampled in a background thread during a run. Each
 process is measured with its whole tree (tests.support.pipeline.tree_rss_bytes): the Spark job's
-figure is its driver JVM plus the Python workers the JVM forks for the stateful processor."""
+figure is its Python driver and the JVM it starts (the stateful processor runs in that JVM)."""
 
 from __future__ import annotations
 
 import threading
 from collections.abc import Callable
 
-SPARK_JOB = "spark job (driver JVM + Python workers)"
+SPARK_JOB = "spark job (Python driver + JVM)"
 
 
 class RssSampler:

@@ -111,7 +111,9 @@ def main(argv: list[str] | None = None) -> int:
         settings.kafka_bootstrap_servers, settings.metrics_topic, confluent_config(settings)
     )
     spark.streams.addListener(publisher)
-    job = StreamingJob(spark, {name: start_reference(spark, settings, name)}, publisher)
+    job = StreamingJob(
+        spark, {name: start_reference(spark, settings, name)}, publisher, settings.checkpoint_dir
+    )
     # tests.bench.stack.start_spark waits for this line, as for the job's.
     log.info("streaming %s -> %s (%s reference)", settings.raw_topic, settings.aggregates_topic, name)
     try:

@@ -58,8 +58,8 @@ def test_demo_runs_the_pipeline_and_stops_cleanly_on_ctrl_c(tmp_path: Path) -> N
             demo.kill()
             raise
     assert status == 0, log_path.read_text()[-3000:]
-    # Spark's Python workers leave when they see their JVM gone, which on a busy machine can come a
-    # few seconds after the demo itself has exited.
+    # On a busy machine a child (Spark's JVM, the broker's) can take a few seconds more than the
+    # demo itself to exit.
     deadline = time.monotonic() + 15
     while _processes_mentioning(str(tmp_path / "run")) and time.monotonic() < deadline:
         time.sleep(0.5)

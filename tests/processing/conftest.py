@@ -200,6 +200,9 @@ def _measure_latency(settings: Settings) -> list[int]:
 @pytest.fixture(scope="session")
 def spark(kafka_broker: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[SparkSession]:
     # Depends on the broker so that it stops after Spark, whose cached producers would retry it.
+    # The job runs no Python on Spark's side, but a test writes a checkpoint with a Python stateful
+    # processor (the job's before it moved to the JVM), whose worker needs this venv's pandas.
+    os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
     session = build_session(Settings(checkpoint_dir=str(tmp_path_factory.mktemp("spark"))))
     yield session
     session.stop()

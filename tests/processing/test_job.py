@@ -7,13 +7,33 @@ import json
 import logging
 import re
 import statistics
+import threading
+from collections.abc import Iterator
 from decimal import Decimal
 from fractions import Fraction
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import pytest
+from pyspark.sql import SparkSession
+from pyspark.sql.streaming.stateful_processor import StatefulProcessor, StatefulProcessorHandle, TimerValues
 
 from app.common.schema import DeadLetter, LateTrade, Trade, WindowStats
 from app.core.windows import aggregate_all, window_start
+from app.localkafka.broker import LocalBroker
+from app.processing.job import QUERY_NAME, checkpoint_location, kafka_source, start_job
 from tests.processing import dataset
-from tests.processing.conftest import PROBE_SYMBOL, PROBES, JobRun, expected_final_keys, windows_by_finality
+from tests.processing.conftest import (
+    PROBE_SYMBOL,
+    PROBES,
+    JobRun,
+    expected_final_keys,
+    job_settings,
+    prepare_topics,
+    windows_by_finality,
+    write_records,
+)
 
 log = logging.getLogger(__name__)
 
@@ -156,3 +176,50 @@ def test_reports_latency_and_batch_duration(job_run: JobRun) -> None:
     )
     assert len(job_run.latencies_ms) == 5
     assert all(0 <= ms < 30_000 for ms in job_run.latencies_ms)
+
+
+class _StatelessCounter(StatefulProcessor):
+    """The smallest Python stateful processor: the operator the job's checkpoint held before the
+    processor moved to the JVM."""
+
+    def init(self, handle: StatefulProcessorHandle) -> None:
+        pass
+
+    def handleInputRows(
+        self, key: Any, rows: Iterator[pd.DataFrame], timerValues: TimerValues
+    ) -> Iterator[pd.DataFrame]:
+        yield pd.DataFrame({"partition": [key[0]]})
+
+
+def test_a_checkpoint_of_another_stateful_step_is_refused_with_the_remedy(
+    spark: SparkSession, kafka_broker: LocalBroker, tmp_path: Path
+) -> None:
+    """A checkpoint written by another stateful operator (as the Python processor's was) stops the
+    job with an error that says what to do, instead of Spark's alone."""
+    settings = job_settings(kafka_broker.bootstrap_servers, tmp_path / "checkpoints", "upgrade")
+    records = dataset.build()[:20]
+    prepare_topics(settings, records[:10])
+    other = (
+        kafka_source(spark, settings)
+        .groupBy("partition")
+        .transformWithStateInPandas(_StatelessCounter(), "partition INT", "Append", "None")
+        .writeStream.format("noop")
+        .option("checkpointLocation", checkpoint_location(settings.checkpoint_dir, QUERY_NAME))
+        .start()
+    )
+    try:
+        other.processAllAvailable()
+    finally:
+        other.stop()
+
+    # Spark compares the operators when the next batch runs, so give it one.
+    write_records(settings.kafka_bootstrap_servers, settings.raw_topic, records[10:], already=10)
+    job = start_job(spark, settings)
+    give_up = threading.Timer(120, job.stop)
+    give_up.start()
+    try:
+        with pytest.raises(RuntimeError, match=r"cannot resume from .* new checkpoint directory"):
+            job.await_until(threading.Event())
+    finally:
+        give_up.cancel()
+        job.stop()

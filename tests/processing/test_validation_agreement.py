@@ -6,6 +6,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import re
+from pathlib import Path
 from string import Formatter
 
 from pyspark.sql import SparkSession
@@ -20,8 +21,10 @@ from app.common.schema import (
     Rule,
     Trade,
 )
-from app.processing import processor, transform
+from app.common.settings import Settings
+from app.processing import job, transform
 from tests.common.test_schema import GOOD
+from tests.support.kafka import create_topics, unique_topic, write_raw
 
 _ABSENT = object()
 # json.dumps's default separators, and none (as the producer writes records): the corpus is written
@@ -169,7 +172,9 @@ def python_reason(value: bytes | None) -> str | None:
     return None
 
 
-def spark_rows(spark: SparkSession) -> tuple[dict[int, str | None], dict[int, bytes]]:
+def spark_rows(
+    spark: SparkSession, bootstrap: str, checkpoint: Path
+) -> tuple[dict[int, str | None], dict[int, bytes]]:
     """(reason by offset, dead-letter value by offset) of the corpus through the job's transforms."""
     frame = spark.createDataFrame(
         [(b"k", value, "raw", 0, offset) for offset, (_, value) in enumerate(CORPUS)],
@@ -177,12 +182,31 @@ def spark_rows(spark: SparkSession) -> tuple[dict[int, str | None], dict[int, by
     )
     parsed = transform.parse_trades(frame).cache()
     reasons = {r.offset: r.reason for r in parsed.select("offset", "reason").collect()}
-    # The dead letters as the job's stateful step writes them, from the rows it is handed.
-    slices, _ = processor.slices_of("", iter([transform.ledger_input(parsed, "0 seconds").toPandas()]))
-    records = [r for part in slices for r in part.records()]
-    by_offset = {
-        r.offset: processor.dead_letter("raw", r, r.reason).to_json() for r in records if r.reason is not None
-    }
+    # The dead letters as the job's stateful step writes them: it runs on streams only, so the corpus
+    # goes through a topic of one partition, where its offsets are its indexes.
+    settings = Settings(
+        kafka_bootstrap_servers=bootstrap,
+        raw_topic=unique_topic("agreement_raw"),
+        starting_offsets="earliest",
+    )
+    create_topics(bootstrap, [settings.raw_topic])
+    write_raw(bootstrap, settings.raw_topic, [(b"k", value, None) for _, value in CORPUS])
+    records = transform.ledger_input(transform.parse_trades(job.kafka_source(spark, settings)), "0 seconds")
+    query = (
+        job.route(records, settings)
+        .writeStream.format("memory")
+        .queryName("agreement_routed")
+        .option("checkpointLocation", str(checkpoint))
+        .trigger(availableNow=True)
+        .start()
+    )
+    query.awaitTermination()
+    routed = spark.table("agreement_routed").where(F.col("topic") == settings.dead_letter_topic).collect()
+    by_offset = {}
+    for row in routed:
+        letter = DeadLetter.from_json(row.value)
+        assert letter.topic == settings.raw_topic
+        by_offset[letter.offset] = row.value.encode()
     return reasons, by_offset
 
 
@@ -198,8 +222,10 @@ def broken_rule(reason: str | None) -> Rule | None:
     raise AssertionError(f"no rule gives the reason {reason!r}")
 
 
-def test_python_and_spark_accept_and_reject_the_same_records_for_the_same_reason(spark: SparkSession) -> None:
-    reasons, letters = spark_rows(spark)
+def test_python_and_spark_accept_and_reject_the_same_records_for_the_same_reason(
+    spark: SparkSession, bootstrap: str, tmp_path: Path
+) -> None:
+    reasons, letters = spark_rows(spark, bootstrap, tmp_path / "checkpoint")
     assert len(reasons) == len(CORPUS)
     disagreements = []
     for offset, (what, value) in enumerate(CORPUS):
@@ -210,7 +236,7 @@ def test_python_and_spark_accept_and_reject_the_same_records_for_the_same_reason
         if reason is not None:  # the dead letter decodes to the same layout and reason
             letter = DeadLetter.from_json(letters[offset])
             assert letter.to_json() == letters[offset]
-            assert (letter.reason, letter.offset, letter.topic) == (reason, offset, "raw")
+            assert (letter.reason, letter.offset) == (reason, offset)
 
 
 def test_the_corpus_breaks_every_rule_and_passes_them_all() -> None:

@@ -1,0 +1,512 @@
+package telemetry;
+
+import java.math.BigDecimal;
+import java.math.BigInteger;
+import java.nio.ByteBuffer;
+import java.nio.ByteOrder;
+import java.util.ArrayList;
+import java.util.Comparator;
+import java.util.HashMap;
+import java.util.List;
+import java.util.Map;
+import java.util.TreeMap;
+import org.apache.spark.sql.Dataset;
+import org.apache.spark.sql.Encoder;
+import org.apache.spark.sql.Encoders;
+import org.apache.spark.sql.Row;
+import org.apache.spark.sql.RowFactory;
+import org.apache.spark.sql.streaming.ExpiredTimerInfo;
+import org.apache.spark.sql.streaming.MapState;
+import org.apache.spark.sql.streaming.OutputMode;
+import org.apache.spark.sql.streaming.StatefulProcessor;
+import org.apache.spark.sql.streaming.TTLConfig;
+import org.apache.spark.sql.streaming.TimeMode;
+import org.apache.spark.sql.streaming.TimerValues;
+import org.apache.spark.sql.streaming.ValueState;
+import org.apache.spark.sql.types.DataTypes;
+import org.apache.spark.sql.types.StructField;
+import org.apache.spark.sql.types.StructType;
+
+/**
+ * The job's one stateful step: where each raw record goes, per symbol, with Spark's transformWithState.
+ *
+ * <p>Every record the job reads ends up in exactly one place (the conservation rule):
+ *
+ * <ul>
+ *   <li>a window: a valid trade, first delivery of its (symbol, trade_id), window still open;
+ *   <li>late: a valid trade whose window the watermark has already closed;
+ *   <li>a dead letter: a record that breaks a TRADE_RULES row (the parse gave its reason), or a second
+ *       delivery of a trade id with other content (a conflict: the exchange never sends one);
+ *   <li>duplicates: a second delivery of a trade id with the same content (counted, then dropped).
+ * </ul>
+ *
+ * <p>It runs in the JVM, not in a Python worker: measured on a 1,000,000-trade replay, the Python
+ * processor's worker, its Arrow regrouping and its state calls over a socket cost a third of the job's
+ * throughput. The tests compare what it writes with app/core/windows.py, the exact reference.
+ * Amounts are integers of 10^-8 (prices, quantities, VWAP) and 10^-16 (price x quantity).
+ *
+ * <p>State, per symbol: a map window_start -> the window's aggregates as decimal text and its trade
+ * ids with their content hashes (int64 arrays, little-endian), and one value with the counts as
+ * decimal text. Spark refuses the Python processor's checkpoints (another operator), and job.py says
+ * what to do.
+ */
+public final class LedgerProcessor extends StatefulProcessor<Row, Row, Row> {
+  private static final long serialVersionUID = 1L;
+  static final long WINDOW_MS = 60_000L;
+  static final int UNIT_PLACES = 8;
+  static final int NOTIONAL_PLACES = 16;
+  static final String LEDGER_SOURCE = "spark-ledger";
+
+  /** The rows it writes: each names its own Kafka topic. */
+  public static final StructType OUTPUT_SCHEMA =
+      new StructType()
+          .add("topic", DataTypes.StringType, false)
+          .add("key", DataTypes.BinaryType, true)
+          .add("value", DataTypes.StringType, false);
+
+  static final StructType KEY_SCHEMA = new StructType().add("symbol", DataTypes.StringType, true);
+  static final StructType WINDOW_KEY =
+      new StructType().add("window_start", DataTypes.LongType, false);
+  static final String[] WINDOW_TEXT_FIELDS = {
+    "open_at", "open_units", "close_at", "close_units", "high_units", "low_units", "base_units",
+    "notional_units", "trade_count", "first_trade_id", "last_trade_id", "last_trade_time",
+  };
+  static final StructType WINDOW_VALUE = windowValueSchema();
+  static final String[] COUNT_FIELDS = {
+    "records", "final_trades", "final_windows", "open_trades", "late", "late_base_units",
+    "late_notional_units", "dead_letters", "conflicts", "duplicates",
+  };
+  static final StructType COUNTS_VALUE = textSchema(COUNT_FIELDS);
+
+  // The columns of transform.ledger_input, by position.
+  static final int PARTITION = 1, OFFSET = 2, KEY = 3, VALUE = 4, REASON = 5, TRADE_ID = 6;
+  static final int TRADE_TIME = 7, PRICE_UNITS = 8, QTY_UNITS = 9, FINGERPRINT = 10;
+
+  private final String sourceTopic;
+  private final String aggregatesTopic;
+  private final String lateTopic;
+  private final String deadLetterTopic;
+  private final String metricsTopic;
+  private transient MapState<Row, Row> windows;
+  private transient ValueState<Row> counts;
+
+  public LedgerProcessor(
+      String sourceTopic,
+      String aggregatesTopic,
+      String lateTopic,
+      String deadLetterTopic,
+      String metricsTopic) {
+    this.sourceTopic = sourceTopic;
+    this.aggregatesTopic = aggregatesTopic;
+    this.lateTopic = lateTopic;
+    this.deadLetterTopic = deadLetterTopic;
+    this.metricsTopic = metricsTopic;
+  }
+
+  /** `records` (transform.ledger_input's rows) routed, grouped by symbol: rows of OUTPUT_SCHEMA. */
+  public static Dataset<Row> route(
+      Dataset<Row> records,
+      String sourceTopic,
+      String aggregatesTopic,
+      String lateTopic,
+      String deadLetterTopic,
+      String metricsTopic) {
+    LedgerProcessor processor =
+        new LedgerProcessor(sourceTopic, aggregatesTopic, lateTopic, deadLetterTopic, metricsTopic);
+    return records
+        .groupBy("symbol")
+        .as(Encoders.row(KEY_SCHEMA), Encoders.row(records.schema()))
+        .transformWithState(
+            processor, TimeMode.EventTime(), OutputMode.Append(), Encoders.row(OUTPUT_SCHEMA));
+  }
+
+  @Override
+  public void init(OutputMode outputMode, TimeMode timeMode) {
+    Encoder<Row> windowKey = Encoders.row(WINDOW_KEY);
+    windows = getHandle().getMapState("windows", windowKey, Encoders.row(WINDOW_VALUE), TTLConfig.NONE());
+    counts = getHandle().getValueState("counts", Encoders.row(COUNTS_VALUE), TTLConfig.NONE());
+  }
+
+  @Override
+  public scala.collection.Iterator<Row> handleInputRows(
+      Row key, scala.collection.Iterator<Row> rows, TimerValues timerValues) {
+    String symbol = key.getString(0);
+    long watermark = timerValues.getCurrentWatermarkInMs();
+    List<Row> records = new ArrayList<>();
+    rows.foreach(records::add);
+    // Raw-topic order: the shuffle does not keep it, and the first delivery of a trade id is kept.
+    records.sort(
+        Comparator.comparingInt((Row r) -> r.getInt(PARTITION)).thenComparingLong(r -> r.getLong(OFFSET)));
+    Counts tally = Counts.of(counts.exists() ? counts.get() : null);
+    TreeMap<Long, Window> touched = new TreeMap<>();
+    List<Row> late = new ArrayList<>();
+    List<Row> dead = new ArrayList<>();
+    for (Row record : records) {
+      tally.records++;
+      String reason = record.isNullAt(REASON) ? null : record.getString(REASON);
+      if (reason != null) {
+        tally.deadLetters++;
+        dead.add(deadLetter(record, reason));
+        continue;
+      }
+      long tradeId = record.getLong(TRADE_ID);
+      long tradeTime = record.getLong(TRADE_TIME);
+      BigInteger price = new BigInteger(record.getString(PRICE_UNITS));
+      BigInteger qty = new BigInteger(record.getString(QTY_UNITS));
+      long start = Math.floorDiv(tradeTime, WINDOW_MS) * WINDOW_MS;
+      // Late wins over duplicate: the ids of a closed window are gone, so a late second delivery is
+      // reported as late, with the window it missed.
+      if (start + WINDOW_MS <= watermark) {
+        tally.late++;
+        tally.lateBaseUnits = tally.lateBaseUnits.add(qty);
+        tally.lateNotionalUnits = tally.lateNotionalUnits.add(price.multiply(qty));
+        late.add(lateTrade(symbol, record, tradeId, start, watermark));
+        continue;
+      }
+      Window window = touched.get(start);
+      if (window == null) {
+        Row stored = windows.getValue(RowFactory.create(start));
+        if (stored == null) {
+          window = new Window(start);
+          getHandle().registerTimer(start + WINDOW_MS);
+        } else {
+          window = Window.decode(start, stored);
+        }
+        touched.put(start, window);
+      }
+      long fingerprint = record.getLong(FINGERPRINT);
+      Long seen = window.fingerprints.get(tradeId);
+      if (seen != null) {
+        if (seen == fingerprint) {
+          tally.duplicates++;
+        } else {
+          tally.deadLetters++;
+          tally.conflicts++;
+          dead.add(deadLetter(record, conflictReason(tradeId)));
+        }
+        continue;
+      }
+      window.add(tradeId, tradeTime, price, qty, fingerprint);
+      tally.openTrades++;
+    }
+    List<Row> out = new ArrayList<>(touched.size() + late.size() + dead.size() + 1);
+    for (Window window : touched.values()) {
+      windows.updateValue(RowFactory.create(window.start), window.encode());
+      out.add(window.row(aggregatesTopic, symbol, false));
+    }
+    out.addAll(late);
+    out.addAll(dead);
+    counts.update(tally.encode());
+    out.add(ledgerRow(symbol, tally));
+    return scala.jdk.javaapi.CollectionConverters.asScala(out.iterator());
+  }
+
+  @Override
+  public scala.collection.Iterator<Row> handleExpiredTimer(
+      Row key, TimerValues timerValues, ExpiredTimerInfo expiredTimerInfo) {
+    String symbol = key.getString(0);
+    long start = expiredTimerInfo.getExpiryTimeInMs() - WINDOW_MS;
+    Row windowKey = RowFactory.create(start);
+    Row stored = windows.getValue(windowKey);
+    List<Row> out = new ArrayList<>(2);
+    if (stored != null) {
+      Window window = Window.decode(start, stored);
+      windows.removeKey(windowKey);
+      Counts tally = Counts.of(counts.exists() ? counts.get() : null);
+      tally.openTrades -= window.tradeCount;
+      tally.finalTrades += window.tradeCount;
+      tally.finalWindows++;
+      counts.update(tally.encode());
+      out.add(window.row(aggregatesTopic, symbol, true));
+      out.add(ledgerRow(symbol, tally));
+    }
+    return scala.jdk.javaapi.CollectionConverters.asScala(out.iterator());
+  }
+
+  static String conflictReason(long tradeId) {
+    return "trade_id " + tradeId + " delivered again with different content (the first delivery was kept)";
+  }
+
+  private Row deadLetter(Row record, String reason) {
+    StringBuilder json = new StringBuilder(160 + record.getString(VALUE).length());
+    json.append("{\"reason\":");
+    quote(json, reason);
+    appendOrigin(json, record);
+    Object key = record.isNullAt(KEY) ? null : record.get(KEY);
+    return RowFactory.create(deadLetterTopic, key, json.toString());
+  }
+
+  /** The raw record as it arrived, where it came from, and the object's closing brace. */
+  private void appendOrigin(StringBuilder json, Row record) {
+    json.append(",\"topic\":");
+    quote(json, sourceTopic);
+    json.append(",\"partition\":").append(record.getInt(PARTITION));
+    json.append(",\"offset\":").append(record.getLong(OFFSET));
+    json.append(",\"value\":");
+    quote(json, record.getString(VALUE));
+    json.append('}');
+  }
+
+  private Row lateTrade(String symbol, Row record, long tradeId, long start, long watermark) {
+    StringBuilder json = new StringBuilder(200 + record.getString(VALUE).length());
+    json.append("{\"symbol\":");
+    quote(json, symbol);
+    json.append(",\"trade_id\":").append(tradeId);
+    json.append(",\"window_start\":").append(start);
+    json.append(",\"window_end\":").append(start + WINDOW_MS);
+    json.append(",\"watermark\":").append(watermark);
+    appendOrigin(json, record);
+    return RowFactory.create(lateTopic, utf8(symbol + "|" + tradeId), json.toString());
+  }
+
+  private Row ledgerRow(String symbol, Counts tally) {
+    StringBuilder json = new StringBuilder(320);
+    json.append("{\"source\":\"").append(LEDGER_SOURCE).append("\",\"symbol\":");
+    quote(json, symbol);
+    json.append(",\"time\":").append(System.currentTimeMillis());
+    json.append(",\"records\":").append(tally.records);
+    json.append(",\"final_trades\":").append(tally.finalTrades);
+    json.append(",\"final_windows\":").append(tally.finalWindows);
+    json.append(",\"open_trades\":").append(tally.openTrades);
+    json.append(",\"late\":").append(tally.late);
+    json.append(",\"late_base_volume\":\"").append(plain(tally.lateBaseUnits, UNIT_PLACES));
+    json.append("\",\"late_quote_volume\":\"").append(plain(tally.lateNotionalUnits, NOTIONAL_PLACES));
+    json.append("\",\"dead_letters\":").append(tally.deadLetters);
+    json.append(",\"conflicts\":").append(tally.conflicts);
+    json.append(",\"duplicates\":").append(tally.duplicates);
+    json.append('}');
+    return RowFactory.create(metricsTopic, utf8(LEDGER_SOURCE + "|" + symbol), json.toString());
+  }
+
+  /** One symbol's window while the watermark has not passed its end. */
+  static final class Window {
+    final long start;
+    long openTime, openId, closeTime, closeId;
+    BigInteger openUnits, closeUnits, highUnits, lowUnits;
+    BigInteger baseUnits = BigInteger.ZERO, notionalUnits = BigInteger.ZERO;
+    long tradeCount, firstTradeId, lastTradeId, lastTradeTime;
+    HashMap<Long, Long> fingerprints = new HashMap<>(); // trade_id -> content hash
+
+    Window(long start) {
+      this.start = start;
+    }
+
+    void add(long tradeId, long tradeTime, BigInteger price, BigInteger qty, long fingerprint) {
+      if (tradeCount == 0) {
+        openTime = closeTime = lastTradeTime = tradeTime;
+        openId = closeId = firstTradeId = lastTradeId = tradeId;
+        openUnits = closeUnits = highUnits = lowUnits = price;
+      } else {
+        // Open and close by (trade_time, trade_id): the first and last trade, whatever the order read.
+        if (tradeTime < openTime || (tradeTime == openTime && tradeId < openId)) {
+          openTime = tradeTime;
+          openId = tradeId;
+          openUnits = price;
+        }
+        if (tradeTime > closeTime || (tradeTime == closeTime && tradeId > closeId)) {
+          closeTime = tradeTime;
+          closeId = tradeId;
+          closeUnits = price;
+        }
+        highUnits = highUnits.max(price);
+        lowUnits = lowUnits.min(price);
+        firstTradeId = Math.min(firstTradeId, tradeId);
+        lastTradeId = Math.max(lastTradeId, tradeId);
+        lastTradeTime = Math.max(lastTradeTime, tradeTime);
+      }
+      baseUnits = baseUnits.add(qty);
+      notionalUnits = notionalUnits.add(price.multiply(qty));
+      tradeCount++;
+      fingerprints.put(tradeId, fingerprint);
+    }
+
+    /** round_half_even(notional / base), exactly. */
+    BigInteger vwapUnits() {
+      BigInteger[] quotientAndRest = notionalUnits.divideAndRemainder(baseUnits);
+      BigInteger quotient = quotientAndRest[0];
+      int twiceRest = quotientAndRest[1].shiftLeft(1).compareTo(baseUnits);
+      if (twiceRest > 0 || (twiceRest == 0 && quotient.testBit(0))) {
+        quotient = quotient.add(BigInteger.ONE);
+      }
+      return quotient;
+    }
+
+    /** The window's row in app.common.schema.WindowStats's layout. */
+    Row row(String topic, String symbol, boolean isFinal) {
+      StringBuilder json = new StringBuilder(400);
+      json.append("{\"symbol\":");
+      quote(json, symbol);
+      json.append(",\"window_start\":").append(start);
+      json.append(",\"window_end\":").append(start + WINDOW_MS);
+      decimal(json, "open", openUnits, UNIT_PLACES);
+      decimal(json, "high", highUnits, UNIT_PLACES);
+      decimal(json, "low", lowUnits, UNIT_PLACES);
+      decimal(json, "close", closeUnits, UNIT_PLACES);
+      decimal(json, "vwap", vwapUnits(), UNIT_PLACES);
+      decimal(json, "base_volume", baseUnits, UNIT_PLACES);
+      decimal(json, "quote_volume", notionalUnits, NOTIONAL_PLACES);
+      json.append(",\"trade_count\":").append(tradeCount);
+      json.append(",\"first_trade_id\":").append(firstTradeId);
+      json.append(",\"last_trade_id\":").append(lastTradeId);
+      json.append(",\"last_trade_time\":").append(lastTradeTime);
+      json.append(",\"is_final\":").append(isFinal).append('}');
+      return RowFactory.create(topic, utf8(symbol + "|" + start), json.toString());
+    }
+
+    Row encode() {
+      Object[] values = new Object[WINDOW_TEXT_FIELDS.length + 2];
+      int i = 0;
+      values[i++] = openTime + "," + openId;
+      values[i++] = openUnits.toString();
+      values[i++] = closeTime + "," + closeId;
+      values[i++] = closeUnits.toString();
+      values[i++] = highUnits.toString();
+      values[i++] = lowUnits.toString();
+      values[i++] = baseUnits.toString();
+      values[i++] = notionalUnits.toString();
+      values[i++] = Long.toString(tradeCount);
+      values[i++] = Long.toString(firstTradeId);
+      values[i++] = Long.toString(lastTradeId);
+      values[i++] = Long.toString(lastTradeTime);
+      ByteBuffer ids = int64s(fingerprints.size());
+      ByteBuffer hashes = int64s(fingerprints.size());
+      for (Map.Entry<Long, Long> entry : fingerprints.entrySet()) {
+        ids.putLong(entry.getKey());
+        hashes.putLong(entry.getValue());
+      }
+      values[i++] = ids.array();
+      values[i] = hashes.array();
+      return RowFactory.create(values);
+    }
+
+    static Window decode(long start, Row stored) {
+      Window window = new Window(start);
+      long[] open = pair(stored.getString(0));
+      window.openTime = open[0];
+      window.openId = open[1];
+      window.openUnits = new BigInteger(stored.getString(1));
+      long[] close = pair(stored.getString(2));
+      window.closeTime = close[0];
+      window.closeId = close[1];
+      window.closeUnits = new BigInteger(stored.getString(3));
+      window.highUnits = new BigInteger(stored.getString(4));
+      window.lowUnits = new BigInteger(stored.getString(5));
+      window.baseUnits = new BigInteger(stored.getString(6));
+      window.notionalUnits = new BigInteger(stored.getString(7));
+      window.tradeCount = Long.parseLong(stored.getString(8));
+      window.firstTradeId = Long.parseLong(stored.getString(9));
+      window.lastTradeId = Long.parseLong(stored.getString(10));
+      window.lastTradeTime = Long.parseLong(stored.getString(11));
+      ByteBuffer ids = ByteBuffer.wrap((byte[]) stored.get(12)).order(ByteOrder.LITTLE_ENDIAN);
+      ByteBuffer hashes = ByteBuffer.wrap((byte[]) stored.get(13)).order(ByteOrder.LITTLE_ENDIAN);
+      window.fingerprints = new HashMap<>(2 * ids.remaining() / Long.BYTES);
+      while (ids.hasRemaining()) {
+        window.fingerprints.put(ids.getLong(), hashes.getLong());
+      }
+      return window;
+    }
+
+    private static long[] pair(String text) {
+      int comma = text.indexOf(',');
+      return new long[] {Long.parseLong(text.substring(0, comma)), Long.parseLong(text.substring(comma + 1))};
+    }
+
+    private static ByteBuffer int64s(int count) {
+      return ByteBuffer.allocate(count * Long.BYTES).order(ByteOrder.LITTLE_ENDIAN);
+    }
+  }
+
+  /**
+   * One symbol's cumulative accounting since the checkpoint began: records equals final_trades +
+   * open_trades + late + dead_letters + duplicates.
+   */
+  static final class Counts {
+    long records, finalTrades, finalWindows, openTrades, late;
+    BigInteger lateBaseUnits = BigInteger.ZERO, lateNotionalUnits = BigInteger.ZERO; // 10^-8, 10^-16
+    long deadLetters, conflicts, duplicates;
+
+    static Counts of(Row stored) {
+      Counts tally = new Counts();
+      if (stored != null) {
+        tally.records = Long.parseLong(stored.getString(0));
+        tally.finalTrades = Long.parseLong(stored.getString(1));
+        tally.finalWindows = Long.parseLong(stored.getString(2));
+        tally.openTrades = Long.parseLong(stored.getString(3));
+        tally.late = Long.parseLong(stored.getString(4));
+        tally.lateBaseUnits = new BigInteger(stored.getString(5));
+        tally.lateNotionalUnits = new BigInteger(stored.getString(6));
+        tally.deadLetters = Long.parseLong(stored.getString(7));
+        tally.conflicts = Long.parseLong(stored.getString(8));
+        tally.duplicates = Long.parseLong(stored.getString(9));
+      }
+      return tally;
+    }
+
+    Row encode() {
+      return RowFactory.create(
+          Long.toString(records),
+          Long.toString(finalTrades),
+          Long.toString(finalWindows),
+          Long.toString(openTrades),
+          Long.toString(late),
+          lateBaseUnits.toString(),
+          lateNotionalUnits.toString(),
+          Long.toString(deadLetters),
+          Long.toString(conflicts),
+          Long.toString(duplicates));
+    }
+  }
+
+  private static StructType windowValueSchema() {
+    StructType schema = textSchema(WINDOW_TEXT_FIELDS);
+    return schema
+        .add("trade_ids", DataTypes.BinaryType, false)
+        .add("fingerprints", DataTypes.BinaryType, false);
+  }
+
+  private static StructType textSchema(String[] names) {
+    StructField[] columns = new StructField[names.length];
+    for (int i = 0; i < names.length; i++) {
+      columns[i] = DataTypes.createStructField(names[i], DataTypes.StringType, false);
+    }
+    return new StructType(columns);
+  }
+
+  /** A count of 10^-places as the wire writes decimals: never in exponent form, all its places. */
+  static String plain(BigInteger units, int places) {
+    return new BigDecimal(units, places).toPlainString();
+  }
+
+  private static void decimal(StringBuilder json, String name, BigInteger units, int places) {
+    json.append(",\"").append(name).append("\":\"").append(plain(units, places)).append('"');
+  }
+
+  private static byte[] utf8(String text) {
+    return text.getBytes(java.nio.charset.StandardCharsets.UTF_8);
+  }
+
+  /** A JSON string as Python's json.dumps(ensure_ascii=False) writes it. */
+  static void quote(StringBuilder json, String text) {
+    json.append('"');
+    for (int i = 0; i < text.length(); i++) {
+      char c = text.charAt(i);
+      switch (c) {
+        case '"' -> json.append("\\\"");
+        case '\\' -> json.append("\\\\");
+        case '\n' -> json.append("\\n");
+        case '\r' -> json.append("\\r");
+        case '\t' -> json.append("\\t");
+        case '\b' -> json.append("\\b");
+        case '\f' -> json.append("\\f");
+        default -> {
+          if (c < 0x20) {
+            json.append(String.format("\\u%04x", (int) c));
+          } else {
+            json.append(c);
+          }
+        }
+      }
+    }
+    json.append('"');
+  }
+}
