@@ -88,14 +88,15 @@ class StreamingJob:
             for query in self.queries.values():
                 if not query.isActive:
                     error = query.exception()
-                    if error is not None and _OTHER_OPERATORS_CHECKPOINT in str(error):
-                        raise RuntimeError(
-                            f"query {query.name} cannot resume from {self.checkpoint_dir}: an earlier"
-                            " version of the job wrote it with another stateful step. Give the job a"
-                            " new checkpoint directory (README, Reprocessing): it re-reads the raw"
-                            f" topic and consumers replace the rows it writes again. Spark: {error}"
-                        )
                     if error is not None:
+                        if _OTHER_OPERATORS_CHECKPOINT in str(error):
+                            raise RuntimeError(
+                                f"query {query.name} cannot resume from {self.checkpoint_dir}: an"
+                                " earlier version of the job wrote it with another stateful step. Give"
+                                " the job a new checkpoint directory (README, Reprocessing): it re-reads"
+                                " the raw topic and consumers replace the rows it writes again."
+                                f" Spark: {error}"
+                            )
                         raise RuntimeError(f"query {query.name} failed: {error}")
                     raise RuntimeError(f"query {query.name} stopped unexpectedly")
             stop.wait(poll_s)

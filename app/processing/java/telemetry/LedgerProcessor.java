@@ -137,7 +137,7 @@ public final class LedgerProcessor extends StatefulProcessor<Row, Row, Row> {
     // Raw-topic order: the shuffle does not keep it, and the first delivery of a trade id is kept.
     records.sort(
         Comparator.comparingInt((Row r) -> r.getInt(PARTITION)).thenComparingLong(r -> r.getLong(OFFSET)));
-    Counts tally = Counts.of(counts.exists() ? counts.get() : null);
+    Counts tally = storedCounts();
     TreeMap<Long, Window> touched = new TreeMap<>();
     List<Row> late = new ArrayList<>();
     List<Row> dead = new ArrayList<>();
@@ -212,7 +212,7 @@ public final class LedgerProcessor extends StatefulProcessor<Row, Row, Row> {
     if (stored != null) {
       Window window = Window.decode(start, stored);
       windows.removeKey(windowKey);
-      Counts tally = Counts.of(counts.exists() ? counts.get() : null);
+      Counts tally = storedCounts();
       tally.openTrades -= window.tradeCount;
       tally.finalTrades += window.tradeCount;
       tally.finalWindows++;
@@ -221,6 +221,11 @@ public final class LedgerProcessor extends StatefulProcessor<Row, Row, Row> {
       out.add(ledgerRow(symbol, tally));
     }
     return scala.jdk.javaapi.CollectionConverters.asScala(out.iterator());
+  }
+
+  /** The symbol's counts as the checkpoint holds them, zero before its first record. */
+  private Counts storedCounts() {
+    return Counts.of(counts.exists() ? counts.get() : null);
   }
 
   static String conflictReason(long tradeId) {
