@@ -29,9 +29,13 @@ from app.processing.metrics import MetricsPublisher
 log = logging.getLogger(__name__)
 
 QUERY_NAME = "ledger"
-# Spark's error class when a checkpoint's state was written by another stateful operator, as when the
-# processor moved from a Python worker (transformWithStateInPandas) to the JVM.
-_OTHER_OPERATORS_CHECKPOINT = "STREAMING_STATEFUL_OPERATOR_NOT_MATCH_IN_STATE_METADATA"
+# Spark's error classes when a checkpoint's state was written by another stateful operator (the
+# processor moved from a Python worker, transformWithStateInPandas, to the JVM) or in another layout
+# (the JVM processor's state went from decimal text to typed columns).
+_EARLIER_STATE_ERRORS = (
+    "STREAMING_STATEFUL_OPERATOR_NOT_MATCH_IN_STATE_METADATA",
+    "STATE_STORE_VALUE_SCHEMA_NOT_COMPATIBLE",
+)
 # A large batch (a replay, a catch-up) is read by tasks of at most this many records rather than one
 # task per Kafka partition: the producer keys records by symbol, so partitions fill unevenly, and
 # with one task each, one core parsed twice the records of the other while the second waited.
@@ -89,12 +93,13 @@ class StreamingJob:
                 if not query.isActive:
                     error = query.exception()
                     if error is not None:
-                        if _OTHER_OPERATORS_CHECKPOINT in str(error):
+                        if any(name in str(error) for name in _EARLIER_STATE_ERRORS):
                             raise RuntimeError(
                                 f"query {query.name} cannot resume from {self.checkpoint_dir}: an"
-                                " earlier version of the job wrote it with another stateful step. Give"
-                                " the job a new checkpoint directory (README, Reprocessing): it re-reads"
-                                " the raw topic and consumers replace the rows it writes again."
+                                " earlier version of the job wrote it with another stateful step or"
+                                " state layout. Give the job a new checkpoint directory (README,"
+                                " Reprocessing): it re-reads the raw topic and consumers replace the"
+                                " rows it writes again."
                                 f" Spark: {error}"
                             )
                         raise RuntimeError(f"query {query.name} failed: {error}")

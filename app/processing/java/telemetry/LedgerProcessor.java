@@ -23,6 +23,7 @@ import org.apache.spark.sql.streaming.TTLConfig;
 import org.apache.spark.sql.streaming.TimeMode;
 import org.apache.spark.sql.streaming.TimerValues;
 import org.apache.spark.sql.streaming.ValueState;
+import org.apache.spark.sql.types.DataType;
 import org.apache.spark.sql.types.DataTypes;
 import org.apache.spark.sql.types.StructField;
 import org.apache.spark.sql.types.StructType;
@@ -45,9 +46,9 @@ import org.apache.spark.sql.types.StructType;
  * throughput. The tests compare what it writes with app/core/windows.py, the exact reference.
  * Amounts are integers of 10^-8 (prices, quantities, VWAP) and 10^-16 (price x quantity).
  *
- * <p>State, per symbol: a map window_start -> the window's aggregates as decimal text and its trade
- * ids with their content hashes (int64 arrays, little-endian), and one value with the counts as
- * decimal text. Spark refuses the Python processor's checkpoints (another operator), and job.py says
+ * <p>State, per symbol: a map window_start -> the window's aggregates (longs, and amounts as
+ * BigInteger bytes) with its trade ids and their content hashes, and one value with the counts.
+ * Spark refuses the checkpoints of the earlier Python processor (another operator), and job.py says
  * what to do.
  */
 public final class LedgerProcessor extends StatefulProcessor<Row, Row, Row> {
@@ -64,19 +65,27 @@ public final class LedgerProcessor extends StatefulProcessor<Row, Row, Row> {
           .add("key", DataTypes.BinaryType, true)
           .add("value", DataTypes.StringType, false);
 
+  // The state's column types. An amount is a BigInteger's two's-complement bytes (its toByteArray):
+  // sums of units can pass a long. Trade ids and content hashes are little-endian int64 arrays.
+  private static final DataType LONG = DataTypes.LongType;
+  private static final DataType AMOUNT = DataTypes.BinaryType;
+  private static final DataType INT64S = DataTypes.BinaryType;
+
   static final StructType KEY_SCHEMA = new StructType().add("symbol", DataTypes.StringType, true);
   static final StructType WINDOW_KEY =
       new StructType().add("window_start", DataTypes.LongType, false);
-  static final String[] WINDOW_TEXT_FIELDS = {
-    "open_at", "open_units", "close_at", "close_units", "high_units", "low_units", "base_units",
-    "notional_units", "trade_count", "first_trade_id", "last_trade_id", "last_trade_time",
-  };
-  static final StructType WINDOW_VALUE = windowValueSchema();
-  static final String[] COUNT_FIELDS = {
-    "records", "final_trades", "final_windows", "open_trades", "late", "late_base_units",
-    "late_notional_units", "dead_letters", "conflicts", "duplicates",
-  };
-  static final StructType COUNTS_VALUE = textSchema(COUNT_FIELDS);
+  static final StructType WINDOW_VALUE =
+      schema(
+          "open_time", LONG, "open_id", LONG, "open_units", AMOUNT,
+          "close_time", LONG, "close_id", LONG, "close_units", AMOUNT,
+          "high_units", AMOUNT, "low_units", AMOUNT, "base_units", AMOUNT, "notional_units", AMOUNT,
+          "trade_count", LONG, "first_trade_id", LONG, "last_trade_id", LONG, "last_trade_time", LONG,
+          "trade_ids", INT64S, "fingerprints", INT64S);
+  static final StructType COUNTS_VALUE =
+      schema(
+          "records", LONG, "final_trades", LONG, "final_windows", LONG, "open_trades", LONG,
+          "late", LONG, "late_base_units", AMOUNT, "late_notional_units", AMOUNT,
+          "dead_letters", LONG, "conflicts", LONG, "duplicates", LONG);
 
   // The columns of transform.ledger_input, by position.
   static final int PARTITION = 1, OFFSET = 2, KEY = 3, VALUE = 4, REASON = 5, TRADE_ID = 6;
@@ -359,61 +368,44 @@ public final class LedgerProcessor extends StatefulProcessor<Row, Row, Row> {
     }
 
     Row encode() {
-      Object[] values = new Object[WINDOW_TEXT_FIELDS.length + 2];
-      int i = 0;
-      values[i++] = openTime + "," + openId;
-      values[i++] = openUnits.toString();
-      values[i++] = closeTime + "," + closeId;
-      values[i++] = closeUnits.toString();
-      values[i++] = highUnits.toString();
-      values[i++] = lowUnits.toString();
-      values[i++] = baseUnits.toString();
-      values[i++] = notionalUnits.toString();
-      values[i++] = Long.toString(tradeCount);
-      values[i++] = Long.toString(firstTradeId);
-      values[i++] = Long.toString(lastTradeId);
-      values[i++] = Long.toString(lastTradeTime);
       ByteBuffer ids = int64s(fingerprints.size());
       ByteBuffer hashes = int64s(fingerprints.size());
       for (Map.Entry<Long, Long> entry : fingerprints.entrySet()) {
         ids.putLong(entry.getKey());
         hashes.putLong(entry.getValue());
       }
-      values[i++] = ids.array();
-      values[i] = hashes.array();
-      return RowFactory.create(values);
+      return RowFactory.create(
+          openTime, openId, openUnits.toByteArray(),
+          closeTime, closeId, closeUnits.toByteArray(),
+          highUnits.toByteArray(), lowUnits.toByteArray(), baseUnits.toByteArray(),
+          notionalUnits.toByteArray(),
+          tradeCount, firstTradeId, lastTradeId, lastTradeTime,
+          ids.array(), hashes.array());
     }
 
     static Window decode(long start, Row stored) {
       Window window = new Window(start);
-      long[] open = pair(stored.getString(0));
-      window.openTime = open[0];
-      window.openId = open[1];
-      window.openUnits = new BigInteger(stored.getString(1));
-      long[] close = pair(stored.getString(2));
-      window.closeTime = close[0];
-      window.closeId = close[1];
-      window.closeUnits = new BigInteger(stored.getString(3));
-      window.highUnits = new BigInteger(stored.getString(4));
-      window.lowUnits = new BigInteger(stored.getString(5));
-      window.baseUnits = new BigInteger(stored.getString(6));
-      window.notionalUnits = new BigInteger(stored.getString(7));
-      window.tradeCount = Long.parseLong(stored.getString(8));
-      window.firstTradeId = Long.parseLong(stored.getString(9));
-      window.lastTradeId = Long.parseLong(stored.getString(10));
-      window.lastTradeTime = Long.parseLong(stored.getString(11));
-      ByteBuffer ids = ByteBuffer.wrap((byte[]) stored.get(12)).order(ByteOrder.LITTLE_ENDIAN);
-      ByteBuffer hashes = ByteBuffer.wrap((byte[]) stored.get(13)).order(ByteOrder.LITTLE_ENDIAN);
+      window.openTime = stored.getLong(0);
+      window.openId = stored.getLong(1);
+      window.openUnits = amount(stored, 2);
+      window.closeTime = stored.getLong(3);
+      window.closeId = stored.getLong(4);
+      window.closeUnits = amount(stored, 5);
+      window.highUnits = amount(stored, 6);
+      window.lowUnits = amount(stored, 7);
+      window.baseUnits = amount(stored, 8);
+      window.notionalUnits = amount(stored, 9);
+      window.tradeCount = stored.getLong(10);
+      window.firstTradeId = stored.getLong(11);
+      window.lastTradeId = stored.getLong(12);
+      window.lastTradeTime = stored.getLong(13);
+      ByteBuffer ids = ByteBuffer.wrap((byte[]) stored.get(14)).order(ByteOrder.LITTLE_ENDIAN);
+      ByteBuffer hashes = ByteBuffer.wrap((byte[]) stored.get(15)).order(ByteOrder.LITTLE_ENDIAN);
       window.fingerprints = new HashMap<>(2 * ids.remaining() / Long.BYTES);
       while (ids.hasRemaining()) {
         window.fingerprints.put(ids.getLong(), hashes.getLong());
       }
       return window;
-    }
-
-    private static long[] pair(String text) {
-      int comma = text.indexOf(',');
-      return new long[] {Long.parseLong(text.substring(0, comma)), Long.parseLong(text.substring(comma + 1))};
     }
 
     private static ByteBuffer int64s(int count) {
@@ -433,48 +425,40 @@ public final class LedgerProcessor extends StatefulProcessor<Row, Row, Row> {
     static Counts of(Row stored) {
       Counts tally = new Counts();
       if (stored != null) {
-        tally.records = Long.parseLong(stored.getString(0));
-        tally.finalTrades = Long.parseLong(stored.getString(1));
-        tally.finalWindows = Long.parseLong(stored.getString(2));
-        tally.openTrades = Long.parseLong(stored.getString(3));
-        tally.late = Long.parseLong(stored.getString(4));
-        tally.lateBaseUnits = new BigInteger(stored.getString(5));
-        tally.lateNotionalUnits = new BigInteger(stored.getString(6));
-        tally.deadLetters = Long.parseLong(stored.getString(7));
-        tally.conflicts = Long.parseLong(stored.getString(8));
-        tally.duplicates = Long.parseLong(stored.getString(9));
+        tally.records = stored.getLong(0);
+        tally.finalTrades = stored.getLong(1);
+        tally.finalWindows = stored.getLong(2);
+        tally.openTrades = stored.getLong(3);
+        tally.late = stored.getLong(4);
+        tally.lateBaseUnits = amount(stored, 5);
+        tally.lateNotionalUnits = amount(stored, 6);
+        tally.deadLetters = stored.getLong(7);
+        tally.conflicts = stored.getLong(8);
+        tally.duplicates = stored.getLong(9);
       }
       return tally;
     }
 
     Row encode() {
       return RowFactory.create(
-          Long.toString(records),
-          Long.toString(finalTrades),
-          Long.toString(finalWindows),
-          Long.toString(openTrades),
-          Long.toString(late),
-          lateBaseUnits.toString(),
-          lateNotionalUnits.toString(),
-          Long.toString(deadLetters),
-          Long.toString(conflicts),
-          Long.toString(duplicates));
+          records, finalTrades, finalWindows, openTrades, late,
+          lateBaseUnits.toByteArray(), lateNotionalUnits.toByteArray(),
+          deadLetters, conflicts, duplicates);
     }
   }
 
-  private static StructType windowValueSchema() {
-    StructType schema = textSchema(WINDOW_TEXT_FIELDS);
-    return schema
-        .add("trade_ids", DataTypes.BinaryType, false)
-        .add("fingerprints", DataTypes.BinaryType, false);
-  }
-
-  private static StructType textSchema(String[] names) {
-    StructField[] columns = new StructField[names.length];
-    for (int i = 0; i < names.length; i++) {
-      columns[i] = DataTypes.createStructField(names[i], DataTypes.StringType, false);
+  /** Alternating column names and types: a state value's schema, every column non-null. */
+  private static StructType schema(Object... namesAndTypes) {
+    StructField[] columns = new StructField[namesAndTypes.length / 2];
+    for (int i = 0; i < columns.length; i++) {
+      columns[i] =
+          DataTypes.createStructField((String) namesAndTypes[2 * i], (DataType) namesAndTypes[2 * i + 1], false);
     }
     return new StructType(columns);
+  }
+
+  private static BigInteger amount(Row stored, int column) {
+    return new BigInteger((byte[]) stored.get(column));
   }
 
   /** A count of 10^-places as the wire writes decimals: never in exponent form, all its places. */
