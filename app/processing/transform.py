@@ -1,7 +1,8 @@
 """Pure DataFrame transformations of the streaming job: parse and validate each raw record once.
 
 No session, source or sink here: each function maps a DataFrame to a DataFrame, so tests can feed
-them any frame with the Kafka source's columns (key, value, topic, partition, offset).
+them any frame with the Kafka source's columns (key, value, topic, partition, offset). The frame's
+session needs the job's jar (session.job_jars), whose PatternGroups reads the producer's form.
 
 Money stays exact. Prices and quantities arrive as decimal strings with at most 8 places; they
 are turned into integer units of 10^-8 by string surgery (no cast of a fraction, no rounding) and
@@ -39,56 +40,54 @@ def _wire_type(name: str) -> str:
     return next(_TYPE_OF_CHECK[r.check] for r in TRADE_RULES if r.field == name and r.check in _TYPE_OF_CHECK)
 
 
-def _wire_pattern(name: str) -> str:
-    """What the producer writes for the field, in a form every rule of the field's type accepts."""
+def _wire_value(name: str) -> tuple[str, bool]:
+    """The pattern of what the producer writes for the field's value, in a form every rule of the
+    field's type accepts, and whether the value is quoted (the pattern is of the text between)."""
     rules = {r.check: r for r in TRADE_RULES if r.field == name}
     if Check.DECIMAL_TEXT in rules:
-        return f'"{rules[Check.DECIMAL_TEXT].pattern}"'
+        return rules[Check.DECIMAL_TEXT].pattern, True
     if Check.NON_EMPTY_STRING in rules or Check.STRING in rules:
         # Printable ASCII but '"' and '\\': no escape, no control character, no invalid UTF-8.
-        return '"[ !#-\\[\\]-~]+"' if Check.NON_EMPTY_STRING in rules else '"[ !#-\\[\\]-~]*"'
+        return ("[ !#-\\[\\]-~]+" if Check.NON_EMPTY_STRING in rules else "[ !#-\\[\\]-~]*"), True
     if Check.BOOLEAN in rules:
-        return "(true|false)"
-    return "-?(0|[1-9][0-9]{0,17})"  # an integer that fits a long (the unchecked ingest_time too)
+        return "true|false", False
+    return "-?(0|[1-9][0-9]{0,17})", False  # an integer that fits a long (the unchecked ingest_time too)
+
+
+def _wire_item(index: int, name: str) -> str:
+    """`"name":value`, the value in the named group g<index> (Java's syntax; quotes outside it)."""
+    pattern, quoted = _wire_value(name)
+    value = f"(?<g{index}>{pattern})"
+    return f'"{name}":' + (f'"{value}"' if quoted else value)
 
 
 # A record as `Trade.to_json` writes it: its keys in its order, no whitespace, each value of the
-# type and form its rules ask. No string value of that form holds a '"', so the text split at its
-# quotes puts each value at a place known from the keys' order (`_PRODUCER_PLACES`): one match of
-# this pattern and one split read every field, whose types are then known. Measured on a
-# 1,000,000-trade replay into a no-op sink, two runs each: 24.9-26.8 s with from_json reading the
-# same text, 21.2-22.2 s with the split (from_json builds a Jackson parser per record). Any other
-# text (another writer, a bad record) takes the variant path, which tells every way a record can be
-# wrong; both feed the same checks.
+# type and form its rules ask. One match of this pattern reads every field, as text, into the
+# `_producer` struct (java/telemetry/PatternGroups.java): profiled on a replay, reading them after the
+# match with Spark's string functions was a fifth of the tasks' time with a split at the quotes and
+# three fifths with substring_index per field (from_json, before both, a sixth). Any other text
+# (another writer, a bad record) takes the variant path, which tells every way a record can be wrong;
+# both feed the same checks.
 PRODUCER_FORM = (
     "^\\{"
-    + ",".join(f'"{item.name}":{_wire_pattern(item.name)}' for item in dataclass_fields(Trade))
+    + ",".join(_wire_item(index, item.name) for index, item in enumerate(dataclass_fields(Trade)))
     + "\\}\\z"
 )
 
 
-def _producer_places() -> dict[str, tuple[int, bool]]:
-    """Each field's element (1-based) in the producer's form split at '"', and whether it is quoted.
-    `{"a":1,"b":"x"}` splits into `{`, `a`, `:1,`, `b`, `:`, `x`, `}`: a quoted value is the
-    second element after its key, an unquoted one the first, between ':' and ',' (or '}')."""
-    places: dict[str, tuple[int, bool]] = {}
-    key = 2
-    for item in dataclass_fields(Trade):
-        quoted = _wire_pattern(item.name).startswith('"')
-        places[item.name] = (key + 2 if quoted else key + 1, quoted)
-        key += 4 if quoted else 2
-    return places
-
-
-_PRODUCER_PLACES = _producer_places()
+def _with_producer_fields(frame: DataFrame) -> DataFrame:
+    """`frame` with `_producer`: `_text`'s fields if it is in the producer's form, else null."""
+    spark = frame.sparkSession
+    names = ",".join(item.name for item in dataclass_fields(Trade))
+    groups = spark._jvm.telemetry.PatternGroups.withGroups(  # type: ignore[union-attr]
+        frame._jdf, "_text", "_producer", PRODUCER_FORM, names
+    )
+    return DataFrame(groups, spark)
 
 
 def _producer_value(name: str, sql_type: str) -> Column:
-    place, quoted = _PRODUCER_PLACES[name]
-    element = F.element_at(F.col("_producer_parts"), place)
-    if quoted:
-        return element
-    return element.substr(F.lit(2), F.length(element) - 2).cast(sql_type)
+    text = F.col("_producer").getField(name)
+    return text if sql_type == "string" else text.cast(sql_type)
 
 
 def _in_producer_form() -> Column:
@@ -203,25 +202,18 @@ def _reason(rules: tuple[Rule, ...]) -> Column:
 
 
 def parse_trades(raw: DataFrame) -> DataFrame:
-    """Kafka source rows -> one row per record with the trade's fields and `reason` (null = valid).
+    """Kafka source rows -> one row per record with its value as text, the trade's fields and
+    `reason` (null = valid).
 
     The checks are built from `app.common.schema.TRADE_RULES`, the table `Trade.from_json` follows.
     """
     text = F.col("value").cast("string")
-    with_form = raw.select(
-        "key",
-        "value",
-        "topic",
-        "partition",
-        "offset",
-        text.alias("_text"),
-        F.coalesce(text.rlike(PRODUCER_FORM), F.lit(False)).alias("_producer_form"),
-    )
+    with_text = raw.select("key", "value", "topic", "partition", "offset", text.alias("_text"))
+    with_form = _with_producer_fields(with_text).withColumn("_producer_form", F.col("_producer").isNotNull())
     other_form = ~_in_producer_form()
     with_json = with_form.select(
         "*",
         F.when(other_form & F.is_valid_utf8(F.col("_text")), F.try_parse_json(F.col("_text"))).alias("_json"),
-        F.when(_in_producer_form(), F.split(F.col("_text"), '"')).alias("_producer_parts"),
     )
     fields = with_json.select(
         "*",
@@ -238,7 +230,7 @@ def parse_trades(raw: DataFrame) -> DataFrame:
     units = fields.select("*", _units_of("price").alias("price_units"), _units_of("qty").alias("qty_units"))
     return units.select(
         "key",
-        "value",
+        _raw_text().alias("value"),
         "topic",
         "partition",
         "offset",
@@ -249,6 +241,15 @@ def parse_trades(raw: DataFrame) -> DataFrame:
         "qty_units",
         _content_hash().alias("fingerprint"),
         _reason(TRADE_RULES).alias("reason"),
+    )
+
+
+def _raw_text() -> Column:
+    """The raw value as the late-trades and dead-letter rows quote it: text, invalid UTF-8 replaced,
+    "" for none. Text in the producer's form is printable ASCII (its pattern admits nothing else), so
+    it is taken as it is rather than checked byte by byte again."""
+    return F.when(_in_producer_form(), F.col("_text")).otherwise(
+        F.coalesce(F.make_valid_utf8(F.col("_text")), F.lit(""))
     )
 
 
@@ -281,7 +282,7 @@ def ledger_input(parsed: DataFrame, watermark_delay: str) -> DataFrame:
         F.col("partition").cast("int").alias("partition"),
         F.col("offset").cast("bigint").alias("offset"),
         "key",
-        F.coalesce(F.make_valid_utf8(F.col("value").cast("string")), F.lit("")).alias("value"),
+        "value",
         "reason",
         "trade_id",
         "trade_time",

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Builds the job's stateful processor (telemetry/LedgerProcessor.java) into a jar, compiled against
-# the Spark that runs it: the jars of the pyspark installed beside the job.
+# Builds the job's JVM code (telemetry/*.java: the stateful processor and the producer-form reader)
+# into a jar, compiled against the Spark that runs it: the jars of the pyspark installed beside the job.
 # Usage: build.sh PYTHON OUTPUT_JAR   (PYTHON: the interpreter whose pyspark the job uses)
 # -Xlint without "path": pyspark's jars name, in their manifests, jars it does not ship.
 # The jar's entries carry a fixed date, so the same sources give the same bytes.
