@@ -91,7 +91,7 @@ def _producer_value(name: str, sql_type: str) -> Column:
 
 
 def _in_producer_form() -> Column:
-    return F.col("_producer_form")
+    return F.col("_producer").isNotNull()
 
 
 def _unless_in_producer_form(broken: Column) -> Column:
@@ -209,7 +209,7 @@ def parse_trades(raw: DataFrame) -> DataFrame:
     """
     text = F.col("value").cast("string")
     with_text = raw.select("key", "value", "topic", "partition", "offset", text.alias("_text"))
-    with_form = _with_producer_fields(with_text).withColumn("_producer_form", F.col("_producer").isNotNull())
+    with_form = _with_producer_fields(with_text)
     other_form = ~_in_producer_form()
     with_json = with_form.select(
         "*",

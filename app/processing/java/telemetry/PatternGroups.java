@@ -7,7 +7,6 @@ import org.apache.spark.sql.Row;
 import org.apache.spark.sql.RowFactory;
 import org.apache.spark.sql.api.java.UDF1;
 import org.apache.spark.sql.functions;
-import org.apache.spark.sql.types.DataType;
 import org.apache.spark.sql.types.DataTypes;
 import org.apache.spark.sql.types.StructType;
 
@@ -61,8 +60,7 @@ public final class PatternGroups implements UDF1<String, Row> {
     for (String name : names) {
       fields = fields.add(name, DataTypes.StringType, true);
     }
-    DataType type = fields;
     PatternGroups groups = new PatternGroups(regex, names.length);
-    return frame.withColumn(output, functions.udf(groups, type).apply(functions.col(input)));
+    return frame.withColumn(output, functions.udf(groups, fields).apply(functions.col(input)));
   }
 }
