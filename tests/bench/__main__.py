@@ -125,7 +125,14 @@ def main(argv: list[str] | None = None) -> int:
         if wanted("replay"):
             replay_dir = work / "replay"
             replay = _attempt(
-                results, "replay", run_replay, broker, replay_dir, size.replay_trades, size.replay_variants
+                results,
+                "replay",
+                run_replay,
+                broker,
+                replay_dir,
+                size.replay_trades,
+                size.replay_variants,
+                size.replay_rounds,
             )
             if replay:
                 results["replay"] = replay

@@ -122,15 +122,24 @@ def figures(results: Mapping[str, Any]) -> list[Figure]:
     for variant, run in results.get("latency", {}).items():
         if "keeping_up" in run:
             rows.append(_keeping_up_row(variant, run))
-    for variant, run in results.get("replay", {}).get("variants", {}).items():
-        rate = run.get("trades_per_s")
-        ratio = run.get("ratio_vs_default")
+    replay = results.get("replay", {})
+    by_variant: dict[str, list[Mapping[str, Any]]] = {}
+    for run in replay.get("variants", {}).values():
+        by_variant.setdefault(run["variant"], []).append(run)
+    for variant, runs in by_variant.items():
+        rates = [run.get("trades_per_s") for run in runs]
+        best = max(runs, key=lambda run: run.get("trades_per_s") or 0)
+        rate = best.get("trades_per_s")
+        value = f"{rate:,} trades/s (x{best.get('ratio_vs_default')} vs default)"
+        if rate is None:
+            value = "too slow: did not finish in its bounded wait" if runs[0].get("timed_out") else "error"
+        elif len(runs) > 1:
+            value += " (rounds: " + " / ".join("error" if r is None else f"{r:,}" for r in rates) + ")"
         rows.append(
             Figure(
-                f"replay {results['replay']['trades']:,} trades, {variant}",
-                ("too slow: did not finish in its bounded wait" if run.get("timed_out") else "error")
-                if rate is None
-                else f"{rate:,} trades/s (x{ratio} vs default)",
+                f"replay {replay['trades']:,} trades, {variant}"
+                + (", fastest round" if len(runs) > 1 else ""),
+                value,
                 ">= 100,000 trades/s" if variant == "default" else "ratio vs default",
                 (rate or 0) >= TARGETS["replay_trades_per_s"] if variant == "default" else None,
             )
@@ -203,34 +212,40 @@ def _reference_rows(replay: Mapping[str, Any]) -> list[Figure]:
     """The job's replay throughput as ratios to the references, and the peer's inexact VWAPs."""
     rows: list[Figure] = []
     targets = {"peer": ("replay_vs_peer", "peer-style job"), "noop": ("replay_vs_ceiling", "read ceiling")}
-    for name, run in replay.get("references", {}).items():
+    by_reference: dict[str, list[Mapping[str, Any]]] = {}
+    for run in replay.get("references", {}).values():
+        by_reference.setdefault(run["reference"], []).append(run)
+    for name, runs in by_reference.items():
         target, title = targets[name]
-        rate, ratio = run.get("trades_per_s"), run.get("job_ratio")
-        value = "error" if rate is None else f"{rate:,} trades/s; job = x{ratio}"
+        rates = [run.get("trades_per_s") for run in runs]
+        ratio = runs[0].get("job_ratio")  # of the fastest rounds, the same in every round's figures
+        shown = " / ".join("error" if rate is None else f"{rate:,}" for rate in rates)
+        value = f"{max(filter(None, rates), default=0):,} trades/s (rounds: {shown}); job = x{ratio}"
         rows.append(
             Figure(
-                f"replay {replay['trades']:,} trades, {title} ({name})",
+                f"replay {replay['trades']:,} trades, {title} ({name}), fastest round",
                 value,
                 f"job >= {TARGETS[target]} x",
                 ratio is not None and ratio >= TARGETS[target],
             )
         )
-        vwaps = run.get("vwap_vs_exact")
-        if vwaps:
-            rows.append(
-                Figure(
-                    "peer-style job windows with a VWAP not exact at 8 places",
-                    f"{vwaps['inexact']}/{vwaps['windows']} (missing {vwaps['missing']})",
-                    "",
-                    None,
+        for run in runs:
+            vwaps = run.get("vwap_vs_exact")
+            if vwaps:
+                rows.append(
+                    Figure(
+                        f"peer-style job windows with a VWAP not exact at 8 places, round {run['round']}",
+                        f"{vwaps['inexact']}/{vwaps['windows']} (missing {vwaps['missing']})",
+                        "",
+                        None,
+                    )
                 )
-            )
-    for variant, run in replay.get("variants", {}).items():
+    for key, run in replay.get("variants", {}).items():
         if "conservation" in run:
             c = run["conservation"]
             rows.append(
                 Figure(
-                    f"replay {variant}: raw = final + late + dead letters + duplicates + open",
+                    f"replay {key}: raw = final + late + dead letters + duplicates + open",
                     f"{c['raw_records']:,} = {c['final_trades']:,} + {c['late']} + {c['dead_letters']} + "
                     f"{c['duplicates']} + {c['open_trades']} (open expected {c['open_expected']})",
                     "equal",

@@ -18,6 +18,7 @@ class Size:
     # Replay throughput.
     replay_trades: int
     replay_variants: tuple[str, ...]
+    replay_rounds: int  # turns the job and its two references each take (tests/bench/replay.py)
     # Producer catch-up.
     catch_up_backlog: int
     catch_up_budgets: tuple[int, ...]
@@ -36,6 +37,7 @@ SIZES = {
         compare_latency=True,
         replay_trades=1_000_000,
         replay_variants=("default", "shuffle_200", "trigger_5s", "max_offsets_none"),
+        replay_rounds=2,
         catch_up_backlog=300_000,
         catch_up_budgets=(6000, 3000),
         dashboard_reruns=20,
@@ -50,6 +52,7 @@ SIZES = {
         compare_latency=False,
         replay_trades=100_000,
         replay_variants=("default",),
+        replay_rounds=2,
         catch_up_backlog=20_000,
         catch_up_budgets=(6000, 3000),
         dashboard_reruns=5,

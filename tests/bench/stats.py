@@ -190,6 +190,11 @@ def budget_bound_s(requests: int, per_minute: int, first_request_s: float) -> fl
     return (60 - first_request_s) + 60 * (extra_minutes - 1)
 
 
+def fastest(runs: Iterable[Mapping[str, Any]], key: str, name: str) -> int | None:
+    """The highest trades/s among the runs whose `key` is `name` (its rounds); None if none finished."""
+    return max(filter(None, (run.get("trades_per_s") for run in runs if run.get(key) == name)), default=None)
+
+
 def ratio(value: float | None, reference: float | None) -> float | None:
     if value is None or not reference:
         return None

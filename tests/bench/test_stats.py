@@ -173,3 +173,33 @@ def test_a_batch_longer_than_the_trigger_is_not_keeping_up() -> None:
     assert row([120, 501]).met is False and row([120, 501]).value.startswith("1 of 2")
     assert row([120, 480]).met is True
     assert row([]).met is False  # no batch measured is no evidence of keeping up
+
+
+def test_replay_ratios_are_of_each_contenders_fastest_round_and_every_round_is_checked() -> None:
+    held = stats.conservation(0, {}, [], open_records=0)
+    exact = {"exactness": {"windows": 1, "exact": 1, "mismatches": []}, "conservation": held}
+    variants = {
+        "default": exact | {"variant": "default", "round": 1, "trades_per_s": 30_000},
+        "default, round 2": exact | {"variant": "default", "round": 2, "trades_per_s": 45_000},
+    }
+    references = {
+        "peer": {"reference": "peer", "round": 1, "trades_per_s": 44_000},
+        "peer, round 2": {"reference": "peer", "round": 2, "trades_per_s": 40_000},
+    }
+    job = stats.fastest(variants.values(), "variant", "default")
+    assert job == 45_000
+    assert stats.fastest(references.values(), "reference", "peer") == 44_000
+    assert stats.fastest(references.values(), "reference", "noop") is None
+    for run in references.values():
+        run["job_ratio"] = stats.ratio(job, 44_000)
+    replay = {"trades": 100, "variants": variants, "references": references}
+    rows = {row.name: row for row in checks.figures({"replay": replay})}
+    peer = rows["replay 100 trades, peer-style job (peer), fastest round"]
+    assert peer.met and "x1.023" in peer.value and "44,000 / 40,000" in peer.value
+    # A round that lost a record fails the bench even when it is not the fastest.
+    variants["default"] = variants["default"] | {
+        "conservation": stats.conservation(1, {}, [], open_records=0)
+    }
+    assert [failure.split(":")[0] for failure in checks.correctness_failures({"replay": replay})] == [
+        "replay[default]"
+    ]
