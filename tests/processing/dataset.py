@@ -129,6 +129,9 @@ def build(*, repeats: bool = False) -> list[Record]:
     for symbol, low, high in (TIE_UP, TIE_DOWN):
         on_time.append(_trade(symbol, next(next_id), T0 + 5 * SECOND, low, "1"))
         on_time.append(_trade(symbol, next(next_id), T0 + 6 * SECOND, high, "1"))
+    # Amounts whose units pass a long's range: the processor must not read them as longs.
+    on_time.append(_trade("BIGUSDT", next(next_id), T0 + 10 * SECOND, "99999999999.5", "0.001"))
+    on_time.append(_trade("BIGUSDT", next(next_id), T0 + 11 * SECOND, "0.00001", "99999999999.99999999"))
     # Same trade_time, so open/close must fall back to trade_id order.
     on_time.append(_trade("ETHUSDT", 500, T0 + MINUTE + 30 * SECOND, "3500.5", "1"))
     on_time.append(_trade("ETHUSDT", 499, T0 + MINUTE + 30 * SECOND, "3499.5", "1"))
