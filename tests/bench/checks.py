@@ -8,6 +8,7 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from tests.bench import stats
 from tests.bench.memory import SPARK_JOB
 
 GIB = 1024**3
@@ -123,18 +124,14 @@ def figures(results: Mapping[str, Any]) -> list[Figure]:
         if "keeping_up" in run:
             rows.append(_keeping_up_row(variant, run))
     replay = results.get("replay", {})
-    by_variant: dict[str, list[Mapping[str, Any]]] = {}
-    for run in replay.get("variants", {}).values():
-        by_variant.setdefault(run["variant"], []).append(run)
-    for variant, runs in by_variant.items():
-        rates = [run.get("trades_per_s") for run in runs]
+    for variant, runs in _rounds_by_name(replay.get("variants", {}), "variant").items():
         best = max(runs, key=lambda run: run.get("trades_per_s") or 0)
         rate = best.get("trades_per_s")
         value = f"{rate:,} trades/s (x{best.get('ratio_vs_default')} vs default)"
         if rate is None:
             value = "too slow: did not finish in its bounded wait" if runs[0].get("timed_out") else "error"
         elif len(runs) > 1:
-            value += " (rounds: " + " / ".join("error" if r is None else f"{r:,}" for r in rates) + ")"
+            value += f" (rounds: {_rates_text(runs)})"
         rows.append(
             Figure(
                 f"replay {replay['trades']:,} trades, {variant}"
@@ -208,19 +205,28 @@ def _keeping_up_row(variant: str, run: Mapping[str, Any]) -> Figure:
     )
 
 
+def _rounds_by_name(runs: Mapping[str, Mapping[str, Any]], key: str) -> dict[str, list[Mapping[str, Any]]]:
+    """A replay's runs (keyed by name and round) grouped by the variant or reference they ran."""
+    grouped: dict[str, list[Mapping[str, Any]]] = {}
+    for run in runs.values():
+        grouped.setdefault(run[key], []).append(run)
+    return grouped
+
+
+def _rates_text(runs: list[Mapping[str, Any]]) -> str:
+    rates = (run.get("trades_per_s") for run in runs)
+    return " / ".join("error" if rate is None else f"{rate:,}" for rate in rates)
+
+
 def _reference_rows(replay: Mapping[str, Any]) -> list[Figure]:
     """The job's replay throughput as ratios to the references, and the peer's inexact VWAPs."""
     rows: list[Figure] = []
     targets = {"peer": ("replay_vs_peer", "peer-style job"), "noop": ("replay_vs_ceiling", "read ceiling")}
-    by_reference: dict[str, list[Mapping[str, Any]]] = {}
-    for run in replay.get("references", {}).values():
-        by_reference.setdefault(run["reference"], []).append(run)
-    for name, runs in by_reference.items():
+    for name, runs in _rounds_by_name(replay.get("references", {}), "reference").items():
         target, title = targets[name]
-        rates = [run.get("trades_per_s") for run in runs]
-        ratio = runs[0].get("job_ratio")  # of the fastest rounds, the same in every round's figures
-        shown = " / ".join("error" if rate is None else f"{rate:,}" for rate in rates)
-        value = f"{max(filter(None, rates), default=0):,} trades/s (rounds: {shown}); job = x{ratio}"
+        ratio = replay.get("job_ratios", {}).get(name)
+        rate = stats.fastest(runs, "reference", name) or 0
+        value = f"{rate:,} trades/s (rounds: {_rates_text(runs)}); job = x{ratio}"
         rows.append(
             Figure(
                 f"replay {replay['trades']:,} trades, {title} ({name}), fastest round",

@@ -198,22 +198,17 @@ def run_replay(
     for number in range(1, rounds + 1):
         _run_variant_or_error(broker, work, data, "default", number, results["variants"])
         for name in REFERENCES:
-            key = _round_name(name, number)
-            log.info("replay reference %s", key)
-            try:
-                run = run_reference(broker, work / f"reference-{name}-{number}", data, name)
-            except (AssertionError, TimeoutError) as exc:
-                run = {"reference": name, "error": str(exc)[-3000:]}
-            results["references"][key] = run | {"round": number}
+            _run_reference_or_error(broker, work, data, name, number, results["references"])
     for variant in variants:
         if variant != "default":
             _run_variant_or_error(broker, work, data, variant, 1, results["variants"])
     default = stats.fastest(results["variants"].values(), "variant", "default")
     for figures in results["variants"].values():
         figures["ratio_vs_default"] = stats.ratio(figures.get("trades_per_s"), default)
-    for figures in results["references"].values():
-        reference = stats.fastest(results["references"].values(), "reference", figures["reference"])
-        figures["job_ratio"] = stats.ratio(default, reference)
+    results["job_ratios"] = {
+        name: stats.ratio(default, stats.fastest(results["references"].values(), "reference", name))
+        for name in REFERENCES
+    }
     return results
 
 
@@ -229,4 +224,16 @@ def _run_variant_or_error(
         first_line = str(exc).split("\n", 1)[0]
         slow = "timed out" in first_line and "every offset consumed" in first_line
         run = {"variant": variant, "error": str(exc)[-3000:], "timed_out": slow}
+    into[key] = run | {"round": number}
+
+
+def _run_reference_or_error(
+    broker: LocalBroker, work: Path, data: ReplayData, name: str, number: int, into: dict[str, Any]
+) -> None:
+    key = _round_name(name, number)
+    log.info("replay reference %s", key)
+    try:
+        run = run_reference(broker, work / f"reference-{name}-{number}", data, name)
+    except (AssertionError, TimeoutError) as exc:
+        run = {"reference": name, "error": str(exc)[-3000:]}
     into[key] = run | {"round": number}
