@@ -75,7 +75,6 @@ def main() -> int:
         "TELEMETRY_SOURCE": args.source,
         "TELEMETRY_CHECKPOINT_DIR": str(args.run_dir / "checkpoints"),
         "SPARK_LOCAL_IP": "127.0.0.1",
-        "PYSPARK_PYTHON": sys.executable,
     }
     ensure_topics(Settings.from_env(env))
     python = sys.executable

@@ -86,7 +86,6 @@ def test_pipeline_runs_from_the_console_scripts(installed_venv: Path, bootstrap:
         "TELEMETRY_SOURCE": "replay",
         # The default is relative to the checkout the settings module lives in, not to a venv.
         "TELEMETRY_SPARK_JARS_DIR": str(REPO_ROOT / ".cache" / "jars" / "spark"),
-        "PYSPARK_PYTHON": str(installed_venv / "bin" / "python"),
     }
     aggregates = env["TELEMETRY_AGGREGATES_TOPIC"]
     port = free_port()

@@ -76,7 +76,6 @@ def job_environment(settings: Settings) -> dict[str, str]:
     ):
         env[ENV_PREFIX + name.upper()] = str(getattr(settings, name))
     env["SPARK_LOCAL_IP"] = "127.0.0.1"
-    env["PYSPARK_PYTHON"] = sys.executable
     return env
 
 

@@ -78,7 +78,6 @@ def process_env(bootstrap: str, checkpoint_dir: Path, symbols: Iterable[str]) ->
         "TELEMETRY_WATERMARK_DELAY": "10 seconds",
         "TELEMETRY_TRIGGER_INTERVAL": "500 milliseconds",
         "SPARK_LOCAL_IP": "127.0.0.1",
-        "PYSPARK_PYTHON": sys.executable,
     }
 
 
