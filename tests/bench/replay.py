@@ -15,7 +15,9 @@ from __future__ import annotations
 import logging
 import random
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -196,12 +198,15 @@ def run_replay(
     results: dict[str, Any] = {"trades": data.trades, "write_seconds": data.write_s, "rounds": rounds}
     results |= {"variants": {}, "references": {}}
     for number in range(1, rounds + 1):
-        _run_variant_or_error(broker, work, data, "default", number, results["variants"])
+        job = partial(run_variant, broker, work / f"default-{number}", data, "default")
+        _run_or_error(results["variants"], "variant", "default", number, job)
         for name in REFERENCES:
-            _run_reference_or_error(broker, work, data, name, number, results["references"])
+            reference = partial(run_reference, broker, work / f"reference-{name}-{number}", data, name)
+            _run_or_error(results["references"], "reference", name, number, reference)
     for variant in variants:
         if variant != "default":
-            _run_variant_or_error(broker, work, data, variant, 1, results["variants"])
+            other = partial(run_variant, broker, work / f"{variant}-1", data, variant)
+            _run_or_error(results["variants"], "variant", variant, 1, other)
     default = stats.fastest(results["variants"].values(), "variant", "default")
     for figures in results["variants"].values():
         figures["ratio_vs_default"] = stats.ratio(figures.get("trades_per_s"), default)
@@ -212,28 +217,17 @@ def run_replay(
     return results
 
 
-def _run_variant_or_error(
-    broker: LocalBroker, work: Path, data: ReplayData, variant: str, number: int, into: dict[str, Any]
+def _run_or_error(
+    into: dict[str, Any], kind: str, name: str, number: int, run: Callable[[], dict[str, Any]]
 ) -> None:
-    key = _round_name(variant, number)
-    log.info("replay variant %s", key)
+    """One round of a variant or a reference (`kind`), its figures or its error kept under its name."""
+    key = _round_name(name, number)
+    log.info("replay %s %s", kind, key)
     try:
-        run = run_variant(broker, work / f"{variant}-{number}", data, variant)
+        figures = run()
     except (AssertionError, TimeoutError) as exc:
         # Too slow to finish in the bounded wait is a speed figure; a dead job is a failure.
         first_line = str(exc).split("\n", 1)[0]
         slow = "timed out" in first_line and "every offset consumed" in first_line
-        run = {"variant": variant, "error": str(exc)[-3000:], "timed_out": slow}
-    into[key] = run | {"round": number}
-
-
-def _run_reference_or_error(
-    broker: LocalBroker, work: Path, data: ReplayData, name: str, number: int, into: dict[str, Any]
-) -> None:
-    key = _round_name(name, number)
-    log.info("replay reference %s", key)
-    try:
-        run = run_reference(broker, work / f"reference-{name}-{number}", data, name)
-    except (AssertionError, TimeoutError) as exc:
-        run = {"reference": name, "error": str(exc)[-3000:]}
-    into[key] = run | {"round": number}
+        figures = {kind: name, "error": str(exc)[-3000:], "timed_out": slow}
+    into[key] = figures | {"round": number}
