@@ -2,13 +2,8 @@ package telemetry;
 
 import java.math.BigDecimal;
 import java.math.BigInteger;
-import java.nio.ByteBuffer;
-import java.nio.ByteOrder;
 import java.util.ArrayList;
-import java.util.Comparator;
-import java.util.HashMap;
 import java.util.List;
-import java.util.Map;
 import java.util.TreeMap;
 import org.apache.spark.sql.Dataset;
 import org.apache.spark.sql.Encoder;
@@ -144,12 +139,12 @@ public final class LedgerProcessor extends StatefulProcessor<Row, Row, Row> {
     List<Row> records = new ArrayList<>();
     rows.foreach(records::add);
     // Raw-topic order: the shuffle does not keep it, and the first delivery of a trade id is kept.
-    records.sort(
-        Comparator.comparingInt((Row r) -> r.getInt(PARTITION)).thenComparingLong(r -> r.getLong(OFFSET)));
+    records.sort(LedgerProcessor::compareOrigin);
     Counts tally = storedCounts();
     TreeMap<Long, Window> touched = new TreeMap<>();
     List<Row> late = new ArrayList<>();
     List<Row> dead = new ArrayList<>();
+    Window current = null;
     for (Row record : records) {
       tally.records++;
       String reason = record.isNullAt(REASON) ? null : record.getString(REASON);
@@ -160,8 +155,8 @@ public final class LedgerProcessor extends StatefulProcessor<Row, Row, Row> {
       }
       long tradeId = record.getLong(TRADE_ID);
       long tradeTime = record.getLong(TRADE_TIME);
-      BigInteger price = new BigInteger(record.getString(PRICE_UNITS));
-      BigInteger qty = new BigInteger(record.getString(QTY_UNITS));
+      BigInteger price = units(record.getString(PRICE_UNITS));
+      BigInteger qty = units(record.getString(QTY_UNITS));
       long start = Math.floorDiv(tradeTime, WINDOW_MS) * WINDOW_MS;
       // Late wins over duplicate: the ids of a closed window are gone, so a late second delivery is
       // reported as late, with the window it missed.
@@ -172,7 +167,8 @@ public final class LedgerProcessor extends StatefulProcessor<Row, Row, Row> {
         late.add(lateTrade(symbol, record, tradeId, start, watermark));
         continue;
       }
-      Window window = touched.get(start);
+      // Read in offset order, a window's trades mostly follow each other: the last one saves a lookup.
+      Window window = current != null && current.start == start ? current : touched.get(start);
       if (window == null) {
         Row stored = windows.getValue(RowFactory.create(start));
         if (stored == null) {
@@ -183,10 +179,11 @@ public final class LedgerProcessor extends StatefulProcessor<Row, Row, Row> {
         }
         touched.put(start, window);
       }
+      current = window;
       long fingerprint = record.getLong(FINGERPRINT);
-      Long seen = window.fingerprints.get(tradeId);
-      if (seen != null) {
-        if (seen == fingerprint) {
+      int seen = window.tradeIds.find(tradeId);
+      if (seen >= 0) {
+        if (window.tradeIds.hashAt(seen) == fingerprint) {
           tally.duplicates++;
         } else {
           tally.deadLetters++;
@@ -235,6 +232,17 @@ public final class LedgerProcessor extends StatefulProcessor<Row, Row, Row> {
   /** The symbol's counts as the checkpoint holds them, zero before its first record. */
   private Counts storedCounts() {
     return Counts.of(counts.exists() ? counts.get() : null);
+  }
+
+  private static int compareOrigin(Row a, Row b) {
+    int byPartition = Integer.compare(a.getInt(PARTITION), b.getInt(PARTITION));
+    return byPartition != 0 ? byPartition : Long.compare(a.getLong(OFFSET), b.getLong(OFFSET));
+  }
+
+  /** An amount's digits (the parse keeps no sign or leading zero) as a count of units. */
+  static BigInteger units(String digits) {
+    // Up to 18 digits fit a long, and Long's parse is several times faster than BigInteger's.
+    return digits.length() <= 18 ? BigInteger.valueOf(Long.parseLong(digits)) : new BigInteger(digits);
   }
 
   static String conflictReason(long tradeId) {
@@ -299,7 +307,7 @@ public final class LedgerProcessor extends StatefulProcessor<Row, Row, Row> {
     BigInteger openUnits, closeUnits, highUnits, lowUnits;
     BigInteger baseUnits = BigInteger.ZERO, notionalUnits = BigInteger.ZERO;
     long tradeCount, firstTradeId, lastTradeId, lastTradeTime;
-    HashMap<Long, Long> fingerprints = new HashMap<>(); // trade_id -> content hash
+    TradeIds tradeIds = new TradeIds(0); // each trade_id with its content hash
 
     Window(long start) {
       this.start = start;
@@ -331,7 +339,7 @@ public final class LedgerProcessor extends StatefulProcessor<Row, Row, Row> {
       baseUnits = baseUnits.add(qty);
       notionalUnits = notionalUnits.add(price.multiply(qty));
       tradeCount++;
-      fingerprints.put(tradeId, fingerprint);
+      tradeIds.put(tradeId, fingerprint);
     }
 
     /** round_half_even(notional / base), exactly. */
@@ -368,19 +376,14 @@ public final class LedgerProcessor extends StatefulProcessor<Row, Row, Row> {
     }
 
     Row encode() {
-      ByteBuffer ids = int64s(fingerprints.size());
-      ByteBuffer hashes = int64s(fingerprints.size());
-      for (Map.Entry<Long, Long> entry : fingerprints.entrySet()) {
-        ids.putLong(entry.getKey());
-        hashes.putLong(entry.getValue());
-      }
+      byte[][] idsAndHashes = tradeIds.encode();
       return RowFactory.create(
           openTime, openId, openUnits.toByteArray(),
           closeTime, closeId, closeUnits.toByteArray(),
           highUnits.toByteArray(), lowUnits.toByteArray(), baseUnits.toByteArray(),
           notionalUnits.toByteArray(),
           tradeCount, firstTradeId, lastTradeId, lastTradeTime,
-          ids.array(), hashes.array());
+          idsAndHashes[0], idsAndHashes[1]);
     }
 
     static Window decode(long start, Row stored) {
@@ -399,17 +402,8 @@ public final class LedgerProcessor extends StatefulProcessor<Row, Row, Row> {
       window.firstTradeId = stored.getLong(11);
       window.lastTradeId = stored.getLong(12);
       window.lastTradeTime = stored.getLong(13);
-      ByteBuffer ids = ByteBuffer.wrap((byte[]) stored.get(14)).order(ByteOrder.LITTLE_ENDIAN);
-      ByteBuffer hashes = ByteBuffer.wrap((byte[]) stored.get(15)).order(ByteOrder.LITTLE_ENDIAN);
-      window.fingerprints = new HashMap<>(2 * ids.remaining() / Long.BYTES);
-      while (ids.hasRemaining()) {
-        window.fingerprints.put(ids.getLong(), hashes.getLong());
-      }
+      window.tradeIds = TradeIds.decode((byte[]) stored.get(14), (byte[]) stored.get(15));
       return window;
-    }
-
-    private static ByteBuffer int64s(int count) {
-      return ByteBuffer.allocate(count * Long.BYTES).order(ByteOrder.LITTLE_ENDIAN);
     }
   }
 
