@@ -37,10 +37,6 @@ final class TradeIds {
     return table;
   }
 
-  int size() {
-    return size;
-  }
-
   /** Where `id` is held, for hashAt; -1 when the window does not hold it. */
   int find(long id) {
     int slot = slot(id);
