@@ -72,6 +72,9 @@ def route(records: DataFrame, settings: Settings) -> DataFrame:
         settings.late_trades_topic,
         settings.dead_letter_topic,
         settings.metrics_topic,
+        transform.WIRE_SEPARATOR,
+        transform.WIRE_SEPARATOR.join(transform.WIRE_LITERALS),
+        transform.WIRE_SEPARATOR.join(transform.WIRE_SOURCES),
     )
     return DataFrame(routed, spark)
 

@@ -121,6 +121,10 @@ def test_sigkill_and_restart_with_repeated_deliveries_leave_every_window_exact(
     assert {d.offset for d in letters} == {
         i for i, r in offsets.items() if r.trade is None or r.repeat == "conflict"
     }
+    # Each quotes its record as it arrived (a conflict reaches the processor without its raw text).
+    assert [d.value for d in letters] == [
+        (offsets[d.offset].value or b"").decode("utf-8", errors="replace") for d in letters
+    ]
 
     metrics, ledgers = spark_metrics(bootstrap, settings.metrics_topic)
     counts = newest_ledgers(ledgers).values()

@@ -9,7 +9,7 @@ import re
 from pathlib import Path
 from string import Formatter
 
-from pyspark.sql import SparkSession
+from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from app.common.schema import (
@@ -287,3 +287,29 @@ def test_the_producers_records_are_read_in_its_form(spark: SparkSession) -> None
     frame = spark.createDataFrame([(value,) for value in [*written, _with()]], "value binary")
     in_form = frame.select(F.col("value").cast("string").rlike(transform.PRODUCER_FORM)).collect()
     assert [row[0] for row in in_form] == [True, True, True, False]
+
+
+def test_the_stateful_step_quotes_every_record_as_it_arrived(spark: SparkSession) -> None:
+    """The shuffle to the stateful step carries a valid trade in the producer's form without its raw
+    text (transform.ledger_input), and a late trade or a conflict quotes the record put back together
+    (java/telemetry/WireForm.java): for every record, that must be the record as it arrived. A "-0",
+    which a long does not print back, is among them."""
+    negative_zeros = [_text_with(COMPACT, name, "-0") for name in ("trade_id", "ingest_time")]
+    values = [value for _, value in CORPUS] + negative_zeros
+    frame = spark.createDataFrame(
+        [(b"k", value, "raw", 0, offset) for offset, value in enumerate(values)],
+        "key binary, value binary, topic string, partition int, offset long",
+    )
+    parsed = transform.parse_trades(frame).cache()
+    arrived = {row.offset: row.value for row in parsed.select("offset", "value").collect()}
+    records = transform.ledger_input(parsed, "0 seconds")
+    without_text = records.where(F.col("value").isNull()).count()
+    assert without_text > 10
+    separator = transform.WIRE_SEPARATOR
+    quoted = spark._jvm.telemetry.WireForm.rawValues(  # type: ignore[union-attr]
+        records._jdf,
+        separator,
+        separator.join(transform.WIRE_LITERALS),
+        separator.join(transform.WIRE_SOURCES),
+    )
+    assert {row.offset: row.value for row in DataFrame(quoted, spark).collect()} == arrived

@@ -84,13 +84,14 @@ public final class LedgerProcessor extends StatefulProcessor<Row, Row, Row> {
 
   // The columns of transform.ledger_input, by position.
   static final int PARTITION = 1, OFFSET = 2, KEY = 3, VALUE = 4, REASON = 5, TRADE_ID = 6;
-  static final int TRADE_TIME = 7, PRICE_UNITS = 8, QTY_UNITS = 9, FINGERPRINT = 10;
+  static final int TRADE_TIME = 7, PRICE_UNITS = 8, QTY_UNITS = 9, FINGERPRINT = 10, WIRE_VALUES = 11;
 
   private final String sourceTopic;
   private final String aggregatesTopic;
   private final String lateTopic;
   private final String deadLetterTopic;
   private final String metricsTopic;
+  private final WireForm wireForm;
   private transient MapState<Row, Row> windows;
   private transient ValueState<Row> counts;
 
@@ -99,24 +100,38 @@ public final class LedgerProcessor extends StatefulProcessor<Row, Row, Row> {
       String aggregatesTopic,
       String lateTopic,
       String deadLetterTopic,
-      String metricsTopic) {
+      String metricsTopic,
+      WireForm wireForm) {
     this.sourceTopic = sourceTopic;
     this.aggregatesTopic = aggregatesTopic;
     this.lateTopic = lateTopic;
     this.deadLetterTopic = deadLetterTopic;
     this.metricsTopic = metricsTopic;
+    this.wireForm = wireForm;
   }
 
-  /** `records` (transform.ledger_input's rows) routed, grouped by symbol: rows of OUTPUT_SCHEMA. */
+  /**
+   * `records` (transform.ledger_input's rows) routed, grouped by symbol: rows of OUTPUT_SCHEMA.
+   * The wire arguments are transform.py's, for WireForm.
+   */
   public static Dataset<Row> route(
       Dataset<Row> records,
       String sourceTopic,
       String aggregatesTopic,
       String lateTopic,
       String deadLetterTopic,
-      String metricsTopic) {
+      String metricsTopic,
+      String wireSeparator,
+      String wireLiterals,
+      String wireSources) {
     LedgerProcessor processor =
-        new LedgerProcessor(sourceTopic, aggregatesTopic, lateTopic, deadLetterTopic, metricsTopic);
+        new LedgerProcessor(
+            sourceTopic,
+            aggregatesTopic,
+            lateTopic,
+            deadLetterTopic,
+            metricsTopic,
+            WireForm.of(records.schema(), wireSeparator, wireLiterals, wireSources));
     return records
         .groupBy("symbol")
         .as(Encoders.row(KEY_SCHEMA), Encoders.row(records.schema()))
@@ -250,34 +265,36 @@ public final class LedgerProcessor extends StatefulProcessor<Row, Row, Row> {
   }
 
   private Row deadLetter(Row record, String reason) {
-    StringBuilder json = new StringBuilder(160 + record.getString(VALUE).length());
+    String value = wireForm.rawValue(record);
+    StringBuilder json = new StringBuilder(160 + value.length());
     json.append("{\"reason\":");
     quote(json, reason);
-    appendOrigin(json, record);
+    appendOrigin(json, record, value);
     Object key = record.isNullAt(KEY) ? null : record.get(KEY);
     return RowFactory.create(deadLetterTopic, key, json.toString());
   }
 
   /** The raw record as it arrived, where it came from, and the object's closing brace. */
-  private void appendOrigin(StringBuilder json, Row record) {
+  private void appendOrigin(StringBuilder json, Row record, String value) {
     json.append(",\"topic\":");
     quote(json, sourceTopic);
     json.append(",\"partition\":").append(record.getInt(PARTITION));
     json.append(",\"offset\":").append(record.getLong(OFFSET));
     json.append(",\"value\":");
-    quote(json, record.getString(VALUE));
+    quote(json, value);
     json.append('}');
   }
 
   private Row lateTrade(String symbol, Row record, long tradeId, long start, long watermark) {
-    StringBuilder json = new StringBuilder(200 + record.getString(VALUE).length());
+    String value = wireForm.rawValue(record);
+    StringBuilder json = new StringBuilder(200 + value.length());
     json.append("{\"symbol\":");
     quote(json, symbol);
     json.append(",\"trade_id\":").append(tradeId);
     json.append(",\"window_start\":").append(start);
     json.append(",\"window_end\":").append(start + WINDOW_MS);
     json.append(",\"watermark\":").append(watermark);
-    appendOrigin(json, record);
+    appendOrigin(json, record, value);
     return RowFactory.create(lateTopic, utf8(symbol + "|" + tradeId), json.toString());
   }
 
