@@ -72,9 +72,7 @@ def route(records: DataFrame, settings: Settings) -> DataFrame:
         settings.late_trades_topic,
         settings.dead_letter_topic,
         settings.metrics_topic,
-        transform.WIRE_SEPARATOR,
-        transform.WIRE_SEPARATOR.join(transform.WIRE_LITERALS),
-        transform.WIRE_SEPARATOR.join(transform.WIRE_SOURCES),
+        *transform.wire_form(),
     )
     return DataFrame(routed, spark)
 

@@ -78,6 +78,12 @@ WIRE_SOURCES = tuple(item.name if item.name in _CARRIED_FIELDS else "" for item 
 WIRE_SEPARATOR = "\n"
 
 
+def wire_form() -> tuple[str, str, str]:
+    """The producer's form as java/telemetry/WireForm.java takes it: the separator, then WIRE_LITERALS
+    and WIRE_SOURCES joined by it."""
+    return WIRE_SEPARATOR, WIRE_SEPARATOR.join(WIRE_LITERALS), WIRE_SEPARATOR.join(WIRE_SOURCES)
+
+
 def _java_literal(text: str) -> str:
     return text.replace("{", "\\{").replace("}", "\\}")
 

@@ -172,14 +172,19 @@ def python_reason(value: bytes | None) -> str | None:
     return None
 
 
+def kafka_rows(spark: SparkSession, values: list[bytes | None]) -> DataFrame:
+    """`values` as the Kafka source's rows, each at the offset of its index."""
+    return spark.createDataFrame(
+        [(b"k", value, "raw", 0, offset) for offset, value in enumerate(values)],
+        "key binary, value binary, topic string, partition int, offset long",
+    )
+
+
 def spark_rows(
     spark: SparkSession, bootstrap: str, checkpoint: Path
 ) -> tuple[dict[int, str | None], dict[int, bytes]]:
     """(reason by offset, dead-letter value by offset) of the corpus through the job's transforms."""
-    frame = spark.createDataFrame(
-        [(b"k", value, "raw", 0, offset) for offset, (_, value) in enumerate(CORPUS)],
-        "key binary, value binary, topic string, partition int, offset long",
-    )
+    frame = kafka_rows(spark, [value for _, value in CORPUS])
     parsed = transform.parse_trades(frame).cache()
     reasons = {r.offset: r.reason for r in parsed.select("offset", "reason").collect()}
     # The dead letters as the job's stateful step writes them: it runs on streams only, so the corpus
@@ -295,21 +300,14 @@ def test_the_stateful_step_quotes_every_record_as_it_arrived(spark: SparkSession
     (java/telemetry/WireForm.java): for every record, that must be the record as it arrived. A "-0",
     which a long does not print back, is among them."""
     negative_zeros = [_text_with(COMPACT, name, "-0") for name in ("trade_id", "ingest_time")]
-    values = [value for _, value in CORPUS] + negative_zeros
-    frame = spark.createDataFrame(
-        [(b"k", value, "raw", 0, offset) for offset, value in enumerate(values)],
-        "key binary, value binary, topic string, partition int, offset long",
-    )
-    parsed = transform.parse_trades(frame).cache()
+    parsed = transform.parse_trades(
+        kafka_rows(spark, [value for _, value in CORPUS] + negative_zeros)
+    ).cache()
     arrived = {row.offset: row.value for row in parsed.select("offset", "value").collect()}
     records = transform.ledger_input(parsed, "0 seconds")
     without_text = records.where(F.col("value").isNull()).count()
     assert without_text > 10
-    separator = transform.WIRE_SEPARATOR
     quoted = spark._jvm.telemetry.WireForm.rawValues(  # type: ignore[union-attr]
-        records._jdf,
-        separator,
-        separator.join(transform.WIRE_LITERALS),
-        separator.join(transform.WIRE_SOURCES),
+        records._jdf, *transform.wire_form()
     )
     assert {row.offset: row.value for row in DataFrame(quoted, spark).collect()} == arrived

@@ -112,7 +112,7 @@ public final class LedgerProcessor extends StatefulProcessor<Row, Row, Row> {
 
   /**
    * `records` (transform.ledger_input's rows) routed, grouped by symbol: rows of OUTPUT_SCHEMA.
-   * The wire arguments are transform.py's, for WireForm.
+   * The wire arguments are transform.wire_form(), for WireForm.
    */
   public static Dataset<Row> route(
       Dataset<Row> records,
