@@ -12,7 +12,7 @@ import sys
 from app.common.service_start import stop_on_signals
 from app.common.settings import parse_command_line
 from app.processing.job import start_job
-from app.processing.session import MasterUnreachable, build_session
+from app.processing.session import MasterUnreachable, build_session, stop_session
 
 log = logging.getLogger("app.processing")
 
@@ -48,7 +48,7 @@ def main(argv: list[str] | None = None) -> int:
         status = 1
     finally:
         job.stop()
-        spark.stop()
+        stop_session(spark)
     return status
 
 

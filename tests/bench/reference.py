@@ -24,7 +24,7 @@ from app.common.kafka_security import confluent_config
 from app.common.settings import Settings
 from app.processing.job import StreamingJob, checkpoint_location, kafka_source
 from app.processing.metrics import MetricsPublisher
-from app.processing.session import build_session
+from app.processing.session import build_session, stop_session
 
 log = logging.getLogger("tests.bench.reference")
 
@@ -120,7 +120,7 @@ def main(argv: list[str] | None = None) -> int:
         job.await_until(stop)
     finally:
         job.stop()
-        spark.stop()
+        stop_session(spark)
     return 0
 
 

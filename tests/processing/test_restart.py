@@ -33,13 +33,15 @@ from tests.support.kafka import read_all
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
 
-def _start(settings: Settings, log_path: Path) -> subprocess.Popen[bytes]:
+def _start(settings: Settings, log_path: Path, local_dir: Path) -> subprocess.Popen[bytes]:
+    """The job, its Spark local directories (shuffle files, state-store copies) in `local_dir`."""
+    local_dir.mkdir()
     with open(log_path, "wb") as log:
         # Its own process group, so SIGKILL takes down the driver JVM with the Python process.
         return subprocess.Popen(
             [sys.executable, "-m", "app.processing"],
             cwd=REPO_ROOT,
-            env=job_environment(settings),
+            env=job_environment(settings) | {"SPARK_LOCAL_DIRS": str(local_dir)},
             stdout=log,
             stderr=subprocess.STDOUT,
             start_new_session=True,
@@ -50,6 +52,21 @@ def _kill_group(process: subprocess.Popen[bytes]) -> None:
     if process.poll() is None:
         os.killpg(process.pid, signal.SIGKILL)
     process.wait(timeout=30)
+
+
+def _running_in_group(group: int) -> list[int]:
+    """The processes of process group `group` that have not exited (a zombie has: spark-submit's
+    launcher leaves one to init, which reaps it when it gets to it)."""
+    running = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
+            continue  # gone meanwhile
+        state, process_group = fields[0], int(fields[2])
+        if process_group == group and state not in ("Z", "X"):
+            running.append(int(stat.parent.name))
+    return running
 
 
 def _dead_letters(settings: Settings) -> list[DeadLetter]:
@@ -76,7 +93,7 @@ def test_sigkill_and_restart_with_repeated_deliveries_leave_every_window_exact(
     prepare_topics(settings, records[:split])
     bootstrap = settings.kafka_bootstrap_servers
 
-    first = _start(settings, tmp_path / "first.log")
+    first = _start(settings, tmp_path / "first.log", tmp_path / "first-local")
     try:
         wait_until(lambda: _consumed(settings) >= split, 240, "every record before the kill read")
         assert not output_complete(settings, records), "the job finished before it could be killed"
@@ -86,12 +103,16 @@ def test_sigkill_and_restart_with_repeated_deliveries_leave_every_window_exact(
     before, _ = spark_metrics(bootstrap, settings.metrics_topic)
     write_records(bootstrap, settings.raw_topic, records[split:], already=split)
 
-    second = _start(settings, tmp_path / "second.log")
+    second = _start(settings, tmp_path / "second.log", tmp_path / "second-local")
     try:
         wait_until(lambda: output_complete(settings, records), 300, "final windows after the restart")
         time.sleep(2)  # let the no-data batch that follows run, then stop as systemd would
         second.send_signal(signal.SIGTERM)
         assert second.wait(timeout=60) == 0, (tmp_path / "second.log").read_text()[-3000:]
+        # Nothing of it is left for systemd's SIGKILL to cut short: the JVM exited, and its shutdown
+        # hooks removed its local directories.
+        assert not _running_in_group(second.pid), "the job's JVM outlived its Python process"
+        assert not list((tmp_path / "second-local").iterdir())
     finally:
         _kill_group(second)
     log = (tmp_path / "second.log").read_text()
