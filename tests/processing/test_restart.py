@@ -69,9 +69,10 @@ def _running_in_group(group: int) -> list[int]:
     return running
 
 
-def _dead_letters(settings: Settings) -> list[DeadLetter]:
+def _dead_letters(settings: Settings) -> list[tuple[bytes | None, DeadLetter]]:
+    """(Kafka key, letter) of each dead letter."""
     return [
-        DeadLetter.from_json(r.value)
+        (r.key, DeadLetter.from_json(r.value))
         for r in read_all(settings.kafka_bootstrap_servers, settings.dead_letter_topic)
     ]
 
@@ -129,7 +130,8 @@ def test_sigkill_and_restart_with_repeated_deliveries_leave_every_window_exact(
         }
     assert {key: WindowStats.from_json(value) for key, value in live.items()} == reference
 
-    letters = _dead_letters(settings)
+    keyed_letters = _dead_letters(settings)
+    letters = [letter for _, letter in keyed_letters]
     conflicts = [r for r in records if r.repeat == "conflict"]
     assert sorted(
         d.reason for d in letters if "delivered again with different content" in d.reason
@@ -142,10 +144,12 @@ def test_sigkill_and_restart_with_repeated_deliveries_leave_every_window_exact(
     assert {d.offset for d in letters} == {
         i for i, r in offsets.items() if r.trade is None or r.repeat == "conflict"
     }
-    # Each quotes its record as it arrived (a conflict reaches the processor without its raw text).
+    # Each quotes its record as it arrived (a conflict reaches the processor without its raw text),
+    # under the record's key.
     assert [d.value for d in letters] == [
         (offsets[d.offset].value or b"").decode("utf-8", errors="replace") for d in letters
     ]
+    assert [key for key, _ in keyed_letters] == [offsets[d.offset].key for d in letters]
 
     metrics, ledgers = spark_metrics(bootstrap, settings.metrics_topic)
     counts = newest_ledgers(ledgers).values()
