@@ -162,7 +162,16 @@ def stop_session(spark: SparkSession, exit_timeout_s: float = 20.0) -> None:
     left once the main process is gone. Three 100,000-trade replays, each stopped as the tests do:
     each left its library copy in /tmp and two their local directory; stopped through this, none."""
     spark.stop()
-    jvm = getattr(SparkContext._gateway, "proc", None)  # the process pyspark started the JVM as
+    gateway = SparkContext._gateway
+    if gateway is None:
+        return
+    jvm = getattr(gateway, "proc", None)  # the process pyspark started the JVM as
+    # Disconnect py4j while the JVM still answers. Left connected, it goes on sending to the exited
+    # JVM: its finalizer thread tells it of each Java object Python collects, and a failed send is
+    # logged as an ERROR ("Exception while sending command.") when the JVM's end resets.
+    gateway.shutdown()
+    SparkContext._gateway = None
+    SparkContext._jvm = None
     if jvm is None or jvm.stdin is None:
         return
     jvm.stdin.close()
