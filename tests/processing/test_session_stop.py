@@ -5,9 +5,8 @@ from __future__ import annotations
 import subprocess
 import sys
 import textwrap
-from pathlib import Path
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
+from tests.support.pipeline import REPO_ROOT
 
 # A Java object Python still holds when the session stops, collected after: py4j's finalizer thread
 # then tells the JVM to drop it. py4j logs at INFO so a send that fails is seen whichever level it
