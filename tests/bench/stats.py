@@ -190,9 +190,17 @@ def budget_bound_s(requests: int, per_minute: int, first_request_s: float) -> fl
     return (60 - first_request_s) + 60 * (extra_minutes - 1)
 
 
-def fastest(runs: Iterable[Mapping[str, Any]], key: str, name: str) -> int | None:
-    """The highest trades/s among the runs whose `key` is `name` (its rounds); None if none finished."""
-    return max(filter(None, (run.get("trades_per_s") for run in runs if run.get(key) == name)), default=None)
+# A replay run's trades/s over its batches after the first (tests/bench/replay.py timing()): shown beside
+# the target's figure, which counts the whole replay, warm-up included.
+AFTER_FIRST_BATCH = "trades_per_s_after_first_batch"
+
+
+def fastest(
+    runs: Iterable[Mapping[str, Any]], key: str, name: str, figure: str = "trades_per_s"
+) -> int | None:
+    """The highest `figure` (trades/s) among the runs whose `key` is `name` (its rounds); None if none
+    finished."""
+    return max(filter(None, (run.get(figure) for run in runs if run.get(key) == name)), default=None)
 
 
 def ratio(value: float | None, reference: float | None) -> float | None:
