@@ -99,10 +99,10 @@ def after_first_batch(progress: list[SparkMetric]) -> tuple[int, float] | None:
     """(records, seconds) of the batches with input after the first one: the first carries the JVM's
     warm-up (query planning, code generation, JIT compilation), the others show the steady rate."""
     rest = busy_batches(progress)[1:]
-    if not rest:
+    span = busy_span_ms(rest)
+    if span is None:
         return None
-    end = max(m.time + (m.batch_duration_ms or 0) for m in rest)
-    return sum(m.num_input_rows for m in rest), (end - rest[0].time) / 1000
+    return sum(m.num_input_rows for m in rest), (span[1] - span[0]) / 1000
 
 
 def replay_env(broker: LocalBroker, work: Path, data: ReplayData, variant: str) -> dict[str, str]:
