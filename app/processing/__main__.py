@@ -28,7 +28,7 @@ def main(argv: list[str] | None = None) -> int:
     stop = stop_on_signals(lambda received: log.info("signal %d: stopping", received))
 
     try:
-        spark = build_session(settings)
+        spark = build_session(settings, write_class_archive=True)
     except MasterUnreachable as exc:
         log.error("%s", exc)
         return 2

@@ -14,6 +14,7 @@ from pyspark import SparkContext
 from pyspark.sql import SparkSession
 
 from app.common.settings import Settings
+from app.processing.class_archive import ClassArchive
 
 LOG4J2_CONFIG = Path(__file__).with_name("log4j2.properties")
 # The stateful processor API (transformWithState) runs on RocksDB only.
@@ -79,8 +80,9 @@ def job_jars(jars_dir: Path) -> list[Path]:
     return jars
 
 
-def session_config(settings: Settings) -> dict[str, str]:
-    """Every Spark setting the job depends on, as one reviewable mapping."""
+def session_config(settings: Settings, class_archive: tuple[str, ...] = ()) -> dict[str, str]:
+    """Every Spark setting the job depends on, as one reviewable mapping; `class_archive` is the
+    driver's options for its class-data archive (class_archive.ClassArchive.jvm_options)."""
     return {
         "spark.master": settings.spark_master,
         "spark.app.name": "telemetry-vwap",
@@ -98,6 +100,7 @@ def session_config(settings: Settings) -> dict[str, str]:
                 *JVM_NATIVE_CAPS,
                 JIT_HUGE_METHODS,
                 GARBAGE_COLLECTOR,
+                *class_archive,
             )
         ),
         # Streaming disables AQE anyway; saying so up front spares a warning per query.
@@ -140,13 +143,16 @@ def check_master(master: str, timeout_s: float = 5.0) -> None:
     raise MasterUnreachable(f"no Spark master answers at TELEMETRY_SPARK_MASTER={master}")
 
 
-def build_session(settings: Settings) -> SparkSession:
+def build_session(settings: Settings, write_class_archive: bool = False) -> SparkSession:
+    """The job's session; `write_class_archive` for the job's own process, which stops it with
+    `stop_session` (class_archive.py)."""
     check_master(settings.spark_master)
     os.environ.setdefault("SPARK_LOCAL_IP", settings.spark_driver_bind_address)
     # Read by glibc at start-up: set before the JVM starts.
     os.environ.setdefault("MALLOC_ARENA_MAX", MALLOC_ARENAS)
     builder = SparkSession.builder
-    for key, value in session_config(settings).items():
+    class_archive = ClassArchive.for_this_runtime().jvm_options(write_class_archive)
+    for key, value in session_config(settings, class_archive).items():
         builder = builder.config(key, value)
     spark = builder.getOrCreate()
     spark.sparkContext.setLogLevel("WARN")
@@ -160,7 +166,8 @@ def stop_session(spark: SparkSession, exit_timeout_s: float = 20.0) -> None:
     native library. Left to end when this process exits, it was often killed mid-hook by what
     stopped both: systemd's KillMode=mixed and the tests' process groups send SIGKILL to whatever is
     left once the main process is gone. Three 100,000-trade replays, each stopped as the tests do:
-    each left its library copy in /tmp and two their local directory; stopped through this, none."""
+    each left its library copy in /tmp and two their local directory; stopped through this, none.
+    A JVM that started without a class-data archive writes one as it exits, which is kept then."""
     spark.stop()
     gateway = SparkContext._gateway
     if gateway is None:
@@ -177,3 +184,5 @@ def stop_session(spark: SparkSession, exit_timeout_s: float = 20.0) -> None:
     jvm.stdin.close()
     with contextlib.suppress(subprocess.TimeoutExpired):
         jvm.wait(timeout=exit_timeout_s)
+    if jvm.returncode == 0:
+        ClassArchive.for_this_runtime().keep_trained()
