@@ -4,6 +4,7 @@ once and then mapped from a file at every start.
 The job's first start writes one when its JVM exits cleanly, and every later session maps it. Only
 the job writes it: the archive is written once, and a session that never ran the streaming query
 (a test's, a reference's) would leave out the classes that query loads.
+
 Measured on a 1,000,000-trade replay, in turns on one topic (2026-12-06): from process start to a
 running query 9-10 s -> 5-7 s, and the job's first micro-batch 7.0-8.6 s -> 6.3-6.7 s. Without it,
 loading classes took a third of the query thread's CPU samples in that batch.
